@@ -1,0 +1,22 @@
+"""The engine: Tensor, graph nodes, the backward walk, grad modes. It knows no individual operation."""
+
+from . import dtypes
+from .autograd import (
+    AnomalyError,
+    backward,
+    detect_anomaly,
+    enable_grad,
+    grad,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
+from .op import Derivative, Node, Op, apply, local, record, vjp
+from .state import state
+from .tensor import Tensor
+
+__all__ = [
+    "AnomalyError", "Derivative", "Node", "Op", "Tensor", "apply", "backward", "detect_anomaly",
+    "dtypes", "enable_grad", "grad", "is_grad_enabled", "local", "no_grad", "record",
+    "set_grad_enabled", "state", "vjp",
+]

@@ -1,0 +1,358 @@
+"""The backward walk, `grad`, and the grad-mode switches.
+
+Nodes are numbered as they are created, so creation order is a topological order: backward gathers
+the nodes reachable from the output (iteratively, so depth is unlimited), visits them newest first,
+and applies each node's rules once to the sum of everything that flowed into it.
+"""
+
+import functools
+
+import numpy as np
+
+from .broadcast import sum_to
+from .op import IDENTITY, LOCAL, NEGATE, VJP, Node
+from .state import state
+from .tensor import Tensor
+
+
+class _GradMode:
+    """Base for the grad-mode switches: usable as a context manager and as a decorator."""
+
+    mode = True
+
+    def __enter__(self):
+        self._previous = state.enabled
+        state.enabled = self.mode
+
+    def __exit__(self, *exc):
+        state.enabled = self._previous
+        return False
+
+    def __call__(self, fn):
+        mode = self.mode
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            previous = state.enabled
+            state.enabled = mode
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                state.enabled = previous
+
+        return wrapper
+
+
+class no_grad(_GradMode):
+    """Run without recording: results do not require grad, nothing is saved."""
+
+    mode = False
+
+
+class enable_grad(_GradMode):
+    mode = True
+
+
+class set_grad_enabled(_GradMode):
+    def __init__(self, mode):
+        self.mode = bool(mode)
+
+
+def is_grad_enabled():
+    return state.enabled
+
+
+class detect_anomaly:
+    """Within this block, a NaN or inf produced by a backward rule raises an error naming the op and
+    the line of user code that created it."""
+
+    def __init__(self, check_nan=True):
+        self.check_nan = check_nan
+
+    def __enter__(self):
+        self._previous = state.anomaly
+        state.anomaly = self.check_nan
+
+    def __exit__(self, *exc):
+        state.anomaly = self._previous
+        return False
+
+
+class AnomalyError(RuntimeError):
+    pass
+
+
+def backward(tensor, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+    if inputs is not None:
+        inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    results = _run([tensor], [gradient], retain_graph, create_graph, inputs, accumulate=True)
+    del results
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False, materialize_grads=False):
+    """Gradients of `outputs` with respect to `inputs`, as a tuple; `.grad` is left alone."""
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    single_input = isinstance(inputs, Tensor)
+    inputs = [inputs] if single_input else list(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs]
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor) or not x.requires_grad:
+            raise RuntimeError(f"grad: input {i} does not require grad, so it has no gradient")
+    found = _run(outputs, list(grad_outputs), retain_graph, create_graph, inputs, accumulate=False)
+    results = []
+    for i, x in enumerate(inputs):
+        g = found.get(x)
+        if g is None:
+            if materialize_grads:
+                g = Tensor._wrap(np.zeros_like(x.data))
+            elif not allow_unused:
+                raise RuntimeError(
+                    f"grad: input {i} (shape {x.shape}{_named(x)}) was not used to compute the "
+                    "outputs; pass allow_unused=True to get None for it"
+                )
+        results.append(g)
+    return tuple(results)
+
+
+def _named(x):
+    return f", name {x.name!r}" if x.name else ""
+
+
+def _seed(tensor, gradient, create_graph):
+    if not tensor.requires_grad:
+        raise RuntimeError(
+            "backward: this tensor does not require grad and has no grad_fn, so there is nothing "
+            "to differentiate; set requires_grad=True on the leaves it is computed from"
+        )
+    if gradient is None:
+        if tensor.data.size != 1:
+            raise RuntimeError(
+                f"backward: the gradient can be created implicitly only for a scalar output, but "
+                f"this tensor has shape {tuple(tensor.shape)}; pass gradient= of that shape "
+                "(or reduce it first, e.g. .sum())"
+            )
+        seed = np.ones_like(tensor.data)
+    else:
+        seed = gradient.data if isinstance(gradient, Tensor) else np.asarray(gradient)
+        if seed.shape != tensor.shape:
+            raise RuntimeError(
+                f"backward: gradient has shape {tuple(seed.shape)} but the tensor has shape "
+                f"{tuple(tensor.shape)}; they must match"
+            )
+        if create_graph and isinstance(gradient, Tensor):
+            return gradient
+        seed = seed.astype(tensor.dtype, copy=True)
+    return Tensor._wrap(seed) if create_graph else seed
+
+
+def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
+    if retain_graph is None:
+        retain_graph = create_graph
+    grads = {}  # node or leaf tensor -> gradient flowing into it, summed over paths
+    for tensor, gradient in zip(outputs, gradients):
+        key = tensor.grad_fn or tensor
+        _accumulate(grads, key, _seed(tensor, gradient, create_graph))
+
+    roots = [t.grad_fn for t in outputs if t.grad_fn is not None]
+    order = _reverse_topological(roots)
+    wanted = None
+    captured = {}
+    if targets is not None:
+        target_keys = {t.grad_fn or t: t for t in targets}
+        wanted = _nodes_leading_to(order, target_keys)
+
+    previous_mode = state.enabled
+    state.enabled = create_graph
+    try:
+        for node in order:
+            g = grads.pop(node, None)
+            if g is None:
+                continue
+            if node.pre_hooks:
+                g = _run_hooks(node.pre_hooks, g, create_graph)
+            if node.retained is not None:
+                _retain(node, g, create_graph)
+            if targets is not None:
+                if node in target_keys:
+                    captured[target_keys[node]] = g
+                if node not in wanted:
+                    continue
+            _apply_rules(node, g, grads, create_graph)
+            if not retain_graph:
+                node.saved = None
+                node.out = None
+                node.freed = True
+    finally:
+        state.enabled = previous_mode
+
+    # What is left in `grads` are the leaves' totals.
+    seen_arrays = set()
+    for leaf, g in grads.items():
+        if leaf._hooks:
+            g = _run_hooks(leaf._hooks, g, create_graph)
+        if not create_graph:
+            if g.dtype != leaf.data.dtype:
+                g = g.astype(leaf.data.dtype)
+            # A gradient can reach two leaves as one array (through `a + b`), or as a read-only
+            # broadcast view: each leaf gets an array of its own.
+            if id(g) in seen_arrays or not g.flags.writeable or not g.flags.owndata:
+                g = g.copy()
+            seen_arrays.add(id(g))
+        if targets is not None:
+            if leaf in target_keys:
+                captured[leaf] = g if create_graph else Tensor._wrap(g)
+            continue
+        if not accumulate:
+            continue
+        if create_graph:
+            leaf.grad = g if leaf.grad is None else leaf.grad + g
+        elif leaf.grad is None:
+            leaf.grad = Tensor._wrap(g)
+        elif leaf.grad.requires_grad:
+            leaf.grad = leaf.grad + Tensor._wrap(g)
+        else:
+            np.add(leaf.grad.data, g, out=leaf.grad.data)
+    if targets is not None and not create_graph:
+        for key, g in captured.items():
+            if not isinstance(g, Tensor):
+                captured[key] = Tensor._wrap(g.copy())
+    return captured
+
+
+def _accumulate(grads, key, g):
+    previous = grads.get(key)
+    grads[key] = g if previous is None else previous + g
+
+
+def _reverse_topological(roots):
+    """All nodes reachable from `roots`, newest first (creation order is a topological order)."""
+    seen = set(roots)
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        for parent in node.next:
+            if type(parent) is Node and parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return sorted(seen, key=_seq, reverse=True)
+
+
+def _seq(node):
+    return node.seq
+
+
+def _nodes_leading_to(order, target_keys):
+    """The nodes from which some target can be reached; backward skips the rest."""
+    wanted = set()
+    for node in reversed(order):  # oldest first, so parents are decided before children
+        for parent in node.next:
+            if parent is not None and (parent in target_keys or parent in wanted):
+                wanted.add(node)
+                break
+    return wanted
+
+
+def _apply_rules(node, g, grads, create_graph):
+    op = node.op
+    if node.freed:
+        raise RuntimeError(
+            f"backward through the graph a second time: the values saved by {op.name} (and the "
+            "rest of this graph) were freed by the first backward; pass retain_graph=True to the "
+            "first backward() if you need to call it again"
+        )
+    if state.last_inplace > node.seq:
+        _check_versions(node)
+    saved = node.saved
+    if create_graph:
+        if not isinstance(g, Tensor):
+            g = Tensor._wrap(g)
+        args = saved
+        out = None if node.out is None else Tensor._wrap(node.out, node)
+    else:
+        args = [x.data if isinstance(x, Tensor) else x for x in saved]
+        out = node.out
+    params = node.params
+    derivatives = op.derivatives
+    for i, parent in enumerate(node.next):
+        if parent is None:
+            continue
+        d = derivatives[i]
+        kind = d.kind
+        if kind is LOCAL:
+            gi = g * (d.fn(*args, out, **params) if params else d.fn(*args, out))
+        elif kind is VJP:
+            gi = d.fn(g, *args, out, **params) if params else d.fn(g, *args, out)
+        elif kind is IDENTITY:
+            gi = g
+        else:
+            gi = -g
+        if op.elementwise:
+            shape = saved[i].shape
+            if gi.shape != shape:
+                gi = sum_to(gi, shape)
+        if state.anomaly:
+            _check_finite(node, i, gi)
+        previous = grads.get(parent)
+        grads[parent] = gi if previous is None else previous + gi
+
+
+def _run_hooks(hooks, g, create_graph):
+    wrapped = g if isinstance(g, Tensor) else Tensor._wrap(g)
+    for hook in hooks:
+        result = hook(wrapped)
+        if result is not None:
+            if not isinstance(result, Tensor):
+                raise TypeError(f"a gradient hook must return a Tensor or None, not {type(result).__name__}")
+            if result.shape != wrapped.shape:
+                raise RuntimeError(
+                    f"a gradient hook returned shape {tuple(result.shape)} for a gradient of shape "
+                    f"{tuple(wrapped.shape)}"
+                )
+            wrapped = result
+    return wrapped if create_graph else wrapped.data
+
+
+def _retain(node, g, create_graph):
+    tensor = node.retained()
+    if tensor is None:
+        return
+    value = g if create_graph else Tensor._wrap(np.array(g, copy=True))
+    tensor.grad = value if tensor.grad is None else tensor.grad + value
+
+
+def _check_versions(node):
+    op = node.op
+    for name, x in zip(op.inputs, node.saved):
+        if isinstance(x, Tensor) and x._version > node.seq:
+            raise RuntimeError(
+                f"a tensor that {op.name} saved for backward (its input {name!r}, shape "
+                f"{tuple(x.shape)}) was modified in place after it was used; backward would use the "
+                "new values. Modify a copy (x.clone()) or do the in-place change after backward"
+            )
+    if node.out_modified and op.save_out:
+        raise RuntimeError(
+            f"the output of {op.name} was modified in place after it was computed, but {op.name}'s "
+            "backward needs it; modify a copy instead"
+        )
+
+
+def _check_finite(node, i, gi):
+    data = gi.data if isinstance(gi, Tensor) else gi
+    if np.all(np.isfinite(data)):
+        return
+    bad = "nan" if np.isnan(data).any() else "inf"
+    where = ""
+    if node.trace is not None:
+        frame = node.trace
+        where = f", created at {frame.filename}:{frame.lineno}" + (
+            f" ({frame.line.strip()})" if frame.line else ""
+        )
+    derivative = node.op.derivatives[i]
+    raise AnomalyError(
+        f"detect_anomaly: the backward of {node.op.name}{where} produced {bad} in the gradient of "
+        f"its input {node.op.inputs[i]!r} (local derivative {derivative.formula})"
+    )

@@ -1,0 +1,55 @@
+"""The dtypes chainrule supports, the default float dtype, and PyTorch's promotion rules."""
+
+import numpy as np
+
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+int32 = np.dtype(np.int32)
+int64 = np.dtype(np.int64)
+bool_ = np.dtype(np.bool_)
+
+SUPPORTED = (float32, float64, int32, int64, bool_)
+FLOATS = (float32, float64)
+
+_default = [float32]
+
+
+def get_default_dtype():
+    return _default[0]
+
+
+def set_default_dtype(dtype):
+    dtype = as_dtype(dtype)
+    if dtype not in FLOATS:
+        raise TypeError(f"set_default_dtype: only float32 and float64 can be the default, not {dtype}")
+    _default[0] = dtype
+
+
+def as_dtype(dtype):
+    """Resolve a dtype given as a chainrule/NumPy dtype, a NumPy type or a name, or refuse it."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved not in SUPPORTED:
+        names = ", ".join(str(d) for d in SUPPORTED)
+        raise TypeError(f"dtype {dtype!r} is not supported; chainrule supports {names}")
+    return resolved
+
+
+def is_floating(dtype):
+    return dtype.kind == "f"
+
+
+def promote(a, b):
+    """PyTorch's result dtype for two tensors: dimensioned tensors outrank 0-d ones, floats outrank
+    integers, and within a category the wider type wins."""
+    da, db = a.dtype, b.dtype
+    if da == db:
+        return da
+    fa, fb = da.kind == "f", db.kind == "f"
+    if fa != fb:
+        return da if fa else db
+    if (a.ndim == 0) != (b.ndim == 0):
+        return db if a.ndim == 0 else da
+    return np.promote_types(da, db)

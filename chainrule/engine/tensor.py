@@ -1,0 +1,311 @@
+"""The Tensor: a NumPy array plus what reverse-mode autodiff needs to know about it.
+
+Operators and math methods are attached by `chainrule.ops`; this module knows no operation.
+"""
+
+import numbers
+
+import numpy as np
+
+from . import dtypes
+from .state import state
+
+
+class Tensor:
+    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_name", "_version", "_hooks",
+                 "__weakref__")
+
+    # NumPy must defer to our reflected operators (ndarray + Tensor -> Tensor.__radd__).
+    __array_priority__ = 1000
+
+    def __init__(self, data, dtype=None, requires_grad=False, name=None):
+        array = to_array(data, dtype)
+        self.data = array
+        self.grad = None
+        self.grad_fn = None
+        self._name = name
+        self._version = 0
+        self._hooks = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _wrap(cls, array, grad_fn=None):
+        """Internal fast constructor: takes `array` as is, no copy and no checks."""
+        t = object.__new__(Tensor)
+        t.data = array
+        t.requires_grad = grad_fn is not None
+        t.grad = None
+        t.grad_fn = grad_fn
+        t._name = None
+        t._version = 0
+        t._hooks = None
+        return t
+
+    # ---- attributes -------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def size(self, dim=None):
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    def dim(self):
+        return self.data.ndim
+
+    def numel(self):
+        return self.data.size
+
+    def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def name(self):
+        return self._name
+
+    @name.setter
+    def name(self, value):
+        self._name = value
+        # Explanations read names off the graph, where an intermediate is known by its node.
+        if self.grad_fn is not None:
+            self.grad_fn.name = value
+
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(
+                f"only floating-point tensors can require gradients; this tensor is {self.data.dtype}"
+                " (create it with dtype=cr.float32 or cr.float64)"
+            )
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError(
+                "requires_grad_(False) on a non-leaf tensor: use detach() to get a tensor "
+                "outside the graph"
+            )
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    # ---- conversion -------------------------------------------------------------------------
+    def numpy(self):
+        if self.requires_grad:
+            raise RuntimeError(
+                "numpy() on a tensor that requires grad: call tensor.detach().numpy() instead"
+            )
+        return self.data
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is not None and dtype != self.data.dtype:
+            return self.data.astype(dtype)
+        return self.data.copy() if copy else self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(
+                f"item(): only a tensor with one element can become a Python number; "
+                f"this one has shape {self.data.shape}"
+            )
+        return self.data.item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"the truth value of a tensor with {self.data.size} elements is ambiguous"
+            )
+        return bool(self.data)
+
+    def __index__(self):
+        if self.data.dtype.kind not in "iu" or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be used as an index")
+        return int(self.data)
+
+    def detach(self):
+        """A new leaf sharing this tensor's data, outside the graph."""
+        t = Tensor._wrap(self.data)
+        t._name = self._name
+        return t
+
+    # Tensors are graph keys by identity; `==` is elementwise (attached by ops).
+    __hash__ = object.__hash__
+
+    def __repr__(self):
+        body = np.array2string(self.data, separator=", ", precision=4, prefix="tensor(")
+        extras = []
+        if self.data.dtype not in (dtypes.get_default_dtype(), dtypes.int64, dtypes.bool_):
+            extras.append(f"dtype={_dtype_name(self.data.dtype)}")
+        elif self.data.dtype == dtypes.bool_ and self.data.size == 0:
+            extras.append("dtype=cr.bool_")
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn=<{self.grad_fn.op.name}>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        if self._name:
+            extras.append(f"name={self._name!r}")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    # ---- autograd entry points (the walk itself lives in engine.autograd) -------------------
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from .autograd import backward
+
+        backward(self, gradient, retain_graph, create_graph, inputs)
+
+    def register_hook(self, hook):
+        """`hook(grad)` runs when this tensor's gradient is computed; it may return a replacement."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook on a tensor that does not require grad")
+        if self.grad_fn is not None:
+            hooks = self.grad_fn.pre_hooks
+            if hooks is None:
+                hooks = self.grad_fn.pre_hooks = []
+        else:
+            hooks = self._hooks
+            if hooks is None:
+                hooks = self._hooks = []
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
+    def retain_grad(self):
+        """Keep `.grad` for this non-leaf tensor after backward, as leaves do."""
+        if self.grad_fn is None:
+            return
+        import weakref
+
+        self.grad_fn.retained = weakref.ref(self)
+
+    def _bump_version(self):
+        """Mark an in-place change: graphs that saved this tensor before now refuse to use it."""
+        state.counter += 1
+        self._version = state.counter
+        state.last_inplace = state.counter
+        if self.grad_fn is not None:
+            self.grad_fn.out_modified = True
+
+
+class _HookHandle:
+    __slots__ = ("_hooks", "_hook")
+
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def _dtype_name(dtype):
+    return "cr.bool_" if dtype == dtypes.bool_ else f"cr.{dtype}"
+
+
+def to_array(data, dtype=None):
+    """Convert user data to a fresh NumPy array with PyTorch's dtype rules, or explain why not."""
+    if dtype is not None:
+        dtype = dtypes.as_dtype(dtype)
+    if isinstance(data, Tensor):
+        array = data.data
+        return array.astype(dtype if dtype is not None else array.dtype, copy=True)
+    if isinstance(data, np.ndarray | np.generic):
+        array = np.asarray(data)
+        if dtype is None:
+            dtype = _supported_or_error(array.dtype)
+        return array.astype(dtype, copy=True)
+    if isinstance(data, bool):
+        inferred = dtypes.bool_
+    elif isinstance(data, numbers.Integral):
+        inferred = dtypes.int64
+    elif isinstance(data, numbers.Real):
+        inferred = dtypes.get_default_dtype()
+    elif isinstance(data, list | tuple):
+        inferred = _infer_nested(data)
+    else:
+        raise TypeError(
+            f"cannot make a tensor from {type(data).__name__}; "
+            "give a number, a (nested) list, a NumPy array or a Tensor"
+        )
+    return np.array(_unwrap_nested(data), dtype=dtype if dtype is not None else inferred)
+
+
+def _supported_or_error(dtype):
+    if dtype.kind == "f":
+        return dtypes.float32 if dtype.itemsize <= 4 else dtypes.float64
+    if dtype.kind in "iu":
+        return dtypes.int32 if dtype == dtypes.int32 else dtypes.int64
+    if dtype.kind == "b":
+        return dtypes.bool_
+    raise TypeError(f"cannot make a tensor from an array of dtype {dtype}; "
+                    "chainrule supports float32, float64, int32, int64 and bool")
+
+
+def _infer_nested(data):
+    """Check that nested lists are rectangular and find their dtype, naming where they are not."""
+    kinds = set()
+
+    def walk(item, path, depth_shape):
+        if isinstance(item, list | tuple):
+            if depth_shape is not None and not depth_shape:
+                raise ValueError(f"ragged nested list: {_where(path)} is a list where a number was expected")
+            length = len(item)
+            if depth_shape is not None and depth_shape[0] != length:
+                raise ValueError(
+                    f"ragged nested list: {_where(path)} has length {length}, "
+                    f"expected {depth_shape[0]} like its siblings"
+                )
+            sub = None
+            for i, child in enumerate(item):
+                sub = walk(child, path + (i,), sub if sub is not None else (
+                    depth_shape[1:] if depth_shape is not None else None))
+            return (length,) + (sub or ())
+        if depth_shape:
+            raise ValueError(f"ragged nested list: {_where(path)} is a number where a list of "
+                             f"length {depth_shape[0]} was expected")
+        if isinstance(item, Tensor):
+            kinds.add(item.data.dtype.kind)
+        elif isinstance(item, bool | np.bool_):
+            kinds.add("b")
+        elif isinstance(item, numbers.Integral):
+            kinds.add("i")
+        elif isinstance(item, numbers.Real):
+            kinds.add("f")
+        else:
+            raise TypeError(f"cannot make a tensor from {type(item).__name__} at {_where(path)}")
+        return ()
+
+    walk(data, (), None)
+    if "f" in kinds or not kinds:
+        return dtypes.get_default_dtype()
+    if "i" in kinds or "u" in kinds:
+        return dtypes.int64
+    return dtypes.bool_
+
+
+def _where(path):
+    return "data" + "".join(f"[{i}]" for i in path)
+
+
+def _unwrap_nested(data):
+    if isinstance(data, Tensor):
+        return data.data
+    if isinstance(data, list | tuple):
+        return [_unwrap_nested(x) for x in data]
+    return data

@@ -1,0 +1,136 @@
+"""Functional transforms in the style of torch.func and JAX: they take a function of Tensors and
+return a function that computes its derivatives. They nest (hessian is jacobian of grad), because
+an inner transform records its backward pass whenever an outer one is watching."""
+
+import numpy as np
+
+from .engine.autograd import grad as _grad
+from .engine.state import state
+from .engine.tensor import Tensor
+from .ops import clone, stack
+
+
+def _watch(x):
+    """A differentiable stand-in for an argument: a fresh leaf at top level, or, inside another
+    transform, a copy that stays connected to the outer graph."""
+    if not isinstance(x, Tensor):
+        x = Tensor(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"cannot differentiate with respect to a {x.dtype} argument")
+    if x.requires_grad and state.enabled:
+        return clone(x), True
+    return x.detach().requires_grad_(True), False
+
+
+def _prepare(args, argnums):
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    args = list(args)
+    nested = False
+    for n in nums:
+        if not -len(args) <= n < len(args):
+            raise IndexError(f"argnums {n} is out of range for {len(args)} positional arguments")
+        args[n], inner = _watch(args[n])
+        nested = nested or inner
+    return args, nums, nested
+
+
+def _finish(grads, nested, argnums):
+    grads = tuple(g if nested else g.detach() for g in grads)
+    return grads[0] if isinstance(argnums, int) else grads
+
+
+def value_and_grad(f, argnums=0, has_aux=False):
+    """`f` must return a scalar Tensor. Returns a function giving (value, gradient)."""
+
+    def wrapper(*args, **kwargs):
+        args, nums, nested = _prepare(args, argnums)
+        previous = state.enabled
+        state.enabled = True
+        try:
+            result = f(*args, **kwargs)
+            value, aux = (result if has_aux else (result, None))
+            if not isinstance(value, Tensor) or value.data.size != 1:
+                shape = getattr(value, "shape", type(value).__name__)
+                raise ValueError(f"grad: the function must return a scalar Tensor, got {shape}")
+            grads = _grad(value, [args[n] for n in nums], create_graph=nested, allow_unused=True,
+                          materialize_grads=True)
+        finally:
+            state.enabled = previous
+        value = value if nested else value.detach()
+        out = _finish(grads, nested, argnums)
+        return ((value, aux), out) if has_aux else (value, out)
+
+    return wrapper
+
+
+def grad(f, argnums=0, has_aux=False):
+    """The gradient function of scalar-valued `f` with respect to argument(s) `argnums`."""
+    vg = value_and_grad(f, argnums, has_aux)
+
+    def wrapper(*args, **kwargs):
+        (value_aux, gradient) = vg(*args, **kwargs)
+        return (gradient, value_aux[1]) if has_aux else gradient
+
+    return wrapper
+
+
+def vjp(f, *primals):
+    """(f(*primals), vjp_fn) where vjp_fn(v) gives one cotangent per primal, as a tuple."""
+    watched = [_watch(p) for p in primals]
+    args = [w for w, _ in watched]
+    nested = any(inner for _, inner in watched)
+    previous = state.enabled
+    state.enabled = True
+    try:
+        output = f(*args)
+    finally:
+        state.enabled = previous
+
+    def vjp_fn(v):
+        v = v if isinstance(v, Tensor) else Tensor(np.asarray(v, dtype=output.dtype))
+        if v.shape != output.shape:
+            raise ValueError(f"vjp_fn: cotangent has shape {tuple(v.shape)}, output has {tuple(output.shape)}")
+        grads = _grad(output, args, grad_outputs=v, retain_graph=True, create_graph=nested,
+                      allow_unused=True, materialize_grads=True)
+        return tuple(g if nested else g.detach() for g in grads)
+
+    return (output if nested else output.detach()), vjp_fn
+
+
+def jacobian(f, argnums=0):
+    """The function giving d f / d x, of shape f(x).shape + x.shape, by reverse mode (one backward
+    pass per output element)."""
+
+    def wrapper(*args, **kwargs):
+        args, nums, nested = _prepare(args, argnums)
+        previous = state.enabled
+        state.enabled = True
+        try:
+            output = f(*args, **kwargs)
+            flat = output.reshape(-1)
+            per_input = [[] for _ in nums]
+            for k in range(flat.shape[0]):
+                grads = _grad(flat[k], [args[n] for n in nums], retain_graph=True,
+                              create_graph=nested, allow_unused=True, materialize_grads=True)
+                for slot, g in zip(per_input, grads):
+                    slot.append(g)
+            results = []
+            for n, slot in zip(nums, per_input):
+                shape = tuple(output.shape) + tuple(args[n].shape)
+                if slot:
+                    results.append(stack(slot).reshape(shape))
+                else:
+                    results.append(Tensor._wrap(np.zeros(shape, dtype=args[n].dtype)))
+        finally:
+            state.enabled = previous
+        return _finish(results, nested, argnums)
+
+    return wrapper
+
+
+jacrev = jacobian
+
+
+def hessian(f, argnums=0):
+    """Second derivatives of scalar-valued `f`: the jacobian of its gradient."""
+    return jacobian(grad(f, argnums), argnums)

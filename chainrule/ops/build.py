@@ -1,0 +1,135 @@
+"""Turning op declarations into the functions users call: operand coercion, dtype promotion and
+recording, with fast paths for the one- and two-input cases that dominate small-tensor work."""
+
+import numbers
+
+import numpy as np
+
+from ..engine import dtypes
+from ..engine.op import apply, record, record_unary, shape_error
+from ..engine.state import state
+from ..engine.tensor import Tensor
+
+
+def as_tensor(value, like=None):
+    """A Tensor for `value` (no copy for arrays). Python floats take the default dtype."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return Tensor._wrap(value)
+    return Tensor(value)
+
+
+def scalar_operand(value, other):
+    """Python numbers stay Python numbers so that NumPy keeps the tensor's dtype (a float32 tensor
+    times 2.5 stays float32), except where PyTorch's rules give another dtype."""
+    if type(value) is float:
+        return value if other.data.dtype.kind == "f" else Tensor._wrap(
+            np.array(value, dtype=dtypes.get_default_dtype()))
+    if type(value) is int or type(value) is bool:
+        return value
+    if isinstance(value, np.generic):
+        return scalar_operand(value.item(), other)
+    if isinstance(value, numbers.Number):
+        return scalar_operand(float(value), other)
+    return as_tensor(value)
+
+
+def promote_pair(a, b):
+    target = dtypes.promote(a.data, b.data)
+    if a.data.dtype != target:
+        a = cast(a, target)
+    if b.data.dtype != target:
+        b = cast(b, target)
+    return a, b
+
+
+def cast(x, dtype):
+    from .shape import to
+
+    return to(x, dtype)
+
+
+def binary(op):
+    """The public function for a two-input elementwise op."""
+    forward = op.forward
+
+    def fn(a, b):
+        if isinstance(a, Tensor):
+            if isinstance(b, Tensor):
+                if a.data.dtype != b.data.dtype:
+                    a, b = promote_pair(a, b)
+                bd = b.data
+                grad = a.requires_grad or b.requires_grad
+            else:
+                b = scalar_operand(b, a)
+                if isinstance(b, Tensor):
+                    return fn(a, b)
+                bd = b
+                grad = a.requires_grad
+            ad = a.data
+        else:
+            if not isinstance(b, Tensor):
+                return fn(as_tensor(a), b)
+            a = scalar_operand(a, b)
+            if isinstance(a, Tensor):
+                return fn(a, b)
+            ad, bd = a, b.data
+            grad = b.requires_grad
+        try:
+            out = forward(ad, bd)
+        except ValueError as error:
+            raise shape_error(op, (a, b), error) from None
+        if grad and state.enabled and out.dtype.kind == "f":
+            return record(op, (a, b), out, None)
+        return Tensor._wrap(out)
+
+    fn.__name__ = op.name
+    fn.op = op
+    return fn
+
+
+def unary(op):
+    """The public function for a one-input op without parameters."""
+    forward = op.forward
+
+    def fn(x):
+        if not isinstance(x, Tensor):
+            x = as_tensor(x)
+        out = forward(x.data)
+        if x.requires_grad and state.enabled:
+            return record_unary(op, x, out, None)
+        return Tensor._wrap(out)
+
+    fn.__name__ = op.name
+    fn.op = op
+    return fn
+
+
+def float_unary(op):
+    """A one-input op of real analysis (exp, sin, ...): integer input is computed in the default
+    float dtype, as in PyTorch."""
+    forward = op.forward
+
+    def fn(x):
+        if not isinstance(x, Tensor):
+            x = as_tensor(x)
+        data = x.data
+        if data.dtype.kind != "f":
+            data = data.astype(dtypes.get_default_dtype())
+        out = forward(data)
+        if x.requires_grad and state.enabled:
+            return record_unary(op, x, out, None)
+        return Tensor._wrap(out)
+
+    fn.__name__ = op.name
+    fn.op = op
+    return fn
+
+
+def call(op, inputs, **params):
+    """Generic application, for ops with parameters or many inputs."""
+    return apply(op, tuple(x if isinstance(x, Tensor) else as_tensor(x) for x in inputs), params)
+
+
+__all__ = ["apply", "as_tensor", "binary", "call", "cast", "float_unary", "unary"]

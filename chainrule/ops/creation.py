@@ -1,0 +1,127 @@
+"""Making tensors: `tensor`, the factories, and the seeded random generator."""
+
+import numpy as np
+
+from ..engine import dtypes
+from ..engine.tensor import Tensor
+from .shape import _sizes
+
+
+def tensor(data, dtype=None, requires_grad=False, name=None):
+    """A new tensor (always a copy). Python floats get the default dtype; arrays keep theirs."""
+    return Tensor(data, dtype=dtype, requires_grad=requires_grad, name=name)
+
+
+def as_tensor(data, dtype=None):
+    if isinstance(data, Tensor) and (dtype is None or data.dtype == dtypes.as_dtype(dtype)):
+        return data
+    return Tensor(data, dtype=dtype)
+
+
+def from_numpy(array):
+    """A tensor sharing `array`'s memory."""
+    return Tensor._wrap(np.asarray(array))
+
+
+def _make(array, requires_grad, name=None):
+    t = Tensor._wrap(array)
+    if requires_grad:
+        t.requires_grad_(True)
+    t._name = name
+    return t
+
+
+def _float_dtype(dtype):
+    return dtypes.get_default_dtype() if dtype is None else dtypes.as_dtype(dtype)
+
+
+def zeros(*size, dtype=None, requires_grad=False):
+    return _make(np.zeros(_sizes(size), dtype=_float_dtype(dtype)), requires_grad)
+
+
+def ones(*size, dtype=None, requires_grad=False):
+    return _make(np.ones(_sizes(size), dtype=_float_dtype(dtype)), requires_grad)
+
+
+def empty(*size, dtype=None, requires_grad=False):
+    return zeros(*size, dtype=dtype, requires_grad=requires_grad)
+
+
+def full(size, fill_value, dtype=None, requires_grad=False):
+    if dtype is None:
+        dtype = (dtypes.bool_ if isinstance(fill_value, bool) else
+                 dtypes.int64 if isinstance(fill_value, int) else dtypes.get_default_dtype())
+    return _make(np.full(_sizes((size,)), fill_value, dtype=dtypes.as_dtype(dtype)), requires_grad)
+
+
+def zeros_like(x, dtype=None, requires_grad=False):
+    return _make(np.zeros(x.shape, dtype=x.dtype if dtype is None else dtypes.as_dtype(dtype)), requires_grad)
+
+
+def ones_like(x, dtype=None, requires_grad=False):
+    return _make(np.ones(x.shape, dtype=x.dtype if dtype is None else dtypes.as_dtype(dtype)), requires_grad)
+
+
+def full_like(x, fill_value, dtype=None, requires_grad=False):
+    return _make(np.full(x.shape, fill_value, dtype=x.dtype if dtype is None else dtypes.as_dtype(dtype)),
+                 requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, requires_grad=False):
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        integral = all(isinstance(v, int) for v in (start, end, step))
+        dtype = dtypes.int64 if integral else dtypes.get_default_dtype()
+    if step == 0:
+        raise ValueError("arange: step must not be 0")
+    return _make(np.arange(start, end, step, dtype=dtypes.as_dtype(dtype)), requires_grad)
+
+
+def linspace(start, end, steps, dtype=None, requires_grad=False):
+    return _make(np.linspace(start, end, int(steps), dtype=_float_dtype(dtype)), requires_grad)
+
+
+def eye(n, m=None, dtype=None, requires_grad=False):
+    return _make(np.eye(n, m, dtype=_float_dtype(dtype)), requires_grad)
+
+
+# ---- randomness ---------------------------------------------------------------------------------
+
+
+class _Random:
+    """The generator behind rand/randn, initialisation and shuffling; `manual_seed` resets it."""
+
+    generator = np.random.default_rng()
+
+
+def manual_seed(seed):
+    _Random.generator = np.random.default_rng(int(seed))
+    return _Random.generator
+
+
+def default_generator():
+    return _Random.generator
+
+
+def rand(*size, dtype=None, requires_grad=False, generator=None):
+    rng = generator or _Random.generator
+    return _make(rng.random(_sizes(size)).astype(_float_dtype(dtype)), requires_grad)
+
+
+def randn(*size, dtype=None, requires_grad=False, generator=None):
+    rng = generator or _Random.generator
+    return _make(rng.standard_normal(_sizes(size)).astype(_float_dtype(dtype)), requires_grad)
+
+
+def randint(low, high=None, size=(), dtype=None, generator=None):
+    if high is None:
+        low, high = 0, low
+    rng = generator or _Random.generator
+    return _make(rng.integers(low, high, size=_sizes((size,)) if size != () else ()).astype(
+        dtypes.int64 if dtype is None else dtypes.as_dtype(dtype)), False)
+
+
+def randperm(n, generator=None):
+    rng = generator or _Random.generator
+    return _make(rng.permutation(n).astype(np.int64), False)

@@ -1,0 +1,131 @@
+"""Functions that derivative code is written in: on NumPy arrays they are NumPy (fast backward);
+on Tensors they are chainrule ops (so `create_graph=True` records the backward pass itself).
+
+Formula strings are evaluated in this namespace by the tests, so every name a formula uses is here.
+"""
+
+import numpy as np
+from scipy import special
+
+from ..engine.broadcast import broadcast_to, sum_to
+from ..engine.tensor import Tensor
+
+ops = None  # bound by chainrule.ops once every op is defined
+
+
+def _dual(name, array_fn):
+    def fn(x, *args, **kwargs):
+        if isinstance(x, Tensor):
+            return getattr(ops, name)(x, *args, **kwargs)
+        return array_fn(x, *args, **kwargs)
+
+    fn.__name__ = name
+    return fn
+
+
+def _sigmoid(x):
+    return special.expit(x)
+
+
+exp = _dual("exp", np.exp)
+log = _dual("log", np.log)
+log1p = _dual("log1p", np.log1p)
+sqrt = _dual("sqrt", np.sqrt)
+sin = _dual("sin", np.sin)
+cos = _dual("cos", np.cos)
+tanh = _dual("tanh", np.tanh)
+sigmoid = _dual("sigmoid", _sigmoid)
+sign = _dual("sign", np.sign)
+abs = _dual("abs", np.abs)  # noqa: A001 - formulas say abs(x)
+erf = _dual("erf", special.erf)
+
+
+def where(cond, a, b):
+    if isinstance(cond, Tensor) or isinstance(a, Tensor) or isinstance(b, Tensor):
+        return ops.where(cond, a, b)
+    return np.where(cond, a, b)
+
+
+def zeros_like(x):
+    if isinstance(x, Tensor):
+        return ops.zeros_like(x)
+    return np.zeros_like(x)
+
+
+def sum(x, dim=None, keepdim=False):  # noqa: A001
+    if isinstance(x, Tensor):
+        return ops.sum(x, dim, keepdim)
+    return np.sum(x, axis=dim, keepdims=keepdim)
+
+
+def mean(x, dim=None, keepdim=False):
+    if isinstance(x, Tensor):
+        return ops.mean(x, dim, keepdim)
+    return np.mean(x, axis=dim, keepdims=keepdim)
+
+
+def reshape(x, shape):
+    return x.reshape(shape)
+
+
+def swapaxes(x, d0, d1):
+    if isinstance(x, Tensor):
+        return ops.transpose(x, d0, d1)
+    return np.swapaxes(x, d0, d1)
+
+
+def permute(x, dims):
+    if isinstance(x, Tensor):
+        return ops.permute(x, dims)
+    return np.transpose(x, dims)
+
+
+def inverse_permutation(dims):
+    return tuple(int(i) for i in np.argsort(dims))
+
+
+def unreduce(g, shape, dim, keepdim):
+    """Undo a reduction's shape change: put the reduced axes back (size 1) and broadcast."""
+    if not keepdim and dim is not None:
+        g = g.reshape(_kept_shape(shape, dim))
+    elif dim is None and not keepdim:
+        g = g.reshape((1,) * len(shape))
+    return broadcast_to(g, shape)
+
+
+def _kept_shape(shape, dim):
+    dims = normalize_dims(dim, len(shape))
+    return tuple(1 if i in dims else n for i, n in enumerate(shape))
+
+
+def normalize_dims(dim, ndim):
+    if dim is None:
+        return tuple(range(ndim))
+    if isinstance(dim, int):
+        dim = (dim,)
+    return tuple(d % ndim if ndim else 0 for d in dim)
+
+
+def softmax(x, dim):
+    if isinstance(x, Tensor):
+        return ops.softmax(x, dim)
+    shifted = np.exp(x - np.max(x, axis=dim, keepdims=True))
+    return shifted / np.sum(shifted, axis=dim, keepdims=True)
+
+
+def normal_pdf(x):
+    return exp(-0.5 * x * x) * (1 / np.sqrt(2 * np.pi))
+
+
+def normal_cdf(x):
+    return 0.5 * (1 + erf(x * (1 / np.sqrt(2))))
+
+
+def ties(x, out, shape, dim, keepdim):
+    """Where x equals its max/min along `dim`, each tie's share (1/count) of the gradient."""
+    mask = x == unreduce(out, shape, dim, keepdim)
+    mask = where(mask, 1.0, 0.0) if isinstance(mask, Tensor) else mask.astype(x.dtype)
+    return mask / sum(mask, dim, True)
+
+
+__all__ = [name for name in dir() if not name.startswith("_")]

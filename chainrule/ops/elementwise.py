@@ -1,0 +1,220 @@
+"""Elementwise operations. Each declaration: forward, then each input's local derivative as formula
+text and as array code (written with `dual`, so it is differentiable itself)."""
+
+import numpy as np
+from scipy import special
+
+from ..engine import dtypes
+from ..engine.op import Op, local, vjp
+from ..engine.tensor import Tensor
+from . import dual as d
+from .build import as_tensor, binary, call, float_unary, promote_pair, scalar_operand, unary
+
+# ---- arithmetic ---------------------------------------------------------------------------------
+
+ADD = Op("add", np.add, ("a", "b"), {"a": local("1", None), "b": local("1", None)}, elementwise=True)
+SUB = Op("sub", np.subtract, ("a", "b"), {"a": local("1", None), "b": local("-1", None)},
+         elementwise=True)
+MUL = Op("mul", np.multiply, ("a", "b"), {
+    "a": local("b", lambda a, b, out: b),
+    "b": local("a", lambda a, b, out: a),
+}, elementwise=True)
+DIV = Op("div", np.true_divide, ("a", "b"), {
+    "a": local("1 / b", lambda a, b, out: 1 / b),
+    "b": local("-a / b**2", lambda a, b, out: -a / (b * b)),
+}, elementwise=True)
+POW = Op("pow", np.power, ("a", "b"), {
+    "a": local("b * a**(b - 1)", lambda a, b, out: b * a ** (b - 1)),
+    # The limit of out*log(a) as a -> 0 is 0 for b > 0; PyTorch masks it the same way.
+    "b": local("where(a == 0, 0, out * log(a))",
+               lambda a, b, out: d.where(a == 0, 0.0, out * d.log(d.where(a == 0, 1.0, a)))),
+}, elementwise=True)
+NEG = Op("neg", np.negative, ("x",), {"x": local("-1", None)}, elementwise=True)
+MAXIMUM = Op("maximum", np.maximum, ("a", "b"), {
+    "a": local("(a > b) + 0.5 * (a == b)", lambda a, b, out: (a > b) + 0.5 * (a == b)),
+    "b": local("(b > a) + 0.5 * (a == b)", lambda a, b, out: (b > a) + 0.5 * (a == b)),
+}, elementwise=True)
+MINIMUM = Op("minimum", np.minimum, ("a", "b"), {
+    "a": local("(a < b) + 0.5 * (a == b)", lambda a, b, out: (a < b) + 0.5 * (a == b)),
+    "b": local("(b < a) + 0.5 * (a == b)", lambda a, b, out: (b < a) + 0.5 * (a == b)),
+}, elementwise=True)
+
+add = binary(ADD)
+sub = binary(SUB)
+mul = binary(MUL)
+pow = binary(POW)  # noqa: A001 - PyTorch's name
+maximum = binary(MAXIMUM)
+minimum = binary(MINIMUM)
+neg = unary(NEG)
+negative = neg
+_div = binary(DIV)
+
+
+def div(a, b):
+    """True division; integer tensors divide in the default float dtype, as in PyTorch."""
+    from .shape import to
+
+    default = dtypes.get_default_dtype()
+    if isinstance(a, Tensor) and a.data.dtype.kind != "f":
+        a = to(a, default)
+    if isinstance(b, Tensor) and b.data.dtype.kind != "f":
+        b = to(b, default)
+    return _div(a, b)
+
+
+true_divide = divide = div
+subtract = sub
+multiply = mul
+
+# ---- functions of one variable ------------------------------------------------------------------
+
+EXP = Op("exp", np.exp, derivatives={"x": local("out", lambda x, out: out)}, elementwise=True)
+LOG = Op("log", np.log, derivatives={"x": local("1 / x", lambda x, out: 1 / x)}, elementwise=True)
+LOG1P = Op("log1p", np.log1p, derivatives={"x": local("1 / (1 + x)", lambda x, out: 1 / (1 + x))},
+           elementwise=True)
+SQRT = Op("sqrt", np.sqrt, derivatives={"x": local("0.5 / out", lambda x, out: 0.5 / out)},
+          elementwise=True)
+ABS = Op("abs", np.abs, derivatives={"x": local("sign(x)", lambda x, out: d.sign(x))},
+         elementwise=True)
+SIN = Op("sin", np.sin, derivatives={"x": local("cos(x)", lambda x, out: d.cos(x))},
+         elementwise=True)
+COS = Op("cos", np.cos, derivatives={"x": local("-sin(x)", lambda x, out: -d.sin(x))},
+         elementwise=True)
+TANH = Op("tanh", np.tanh, derivatives={"x": local("1 - out**2", lambda x, out: 1 - out * out)},
+          elementwise=True)
+SIGMOID = Op("sigmoid", special.expit,
+             derivatives={"x": local("out * (1 - out)", lambda x, out: out * (1 - out))},
+             elementwise=True)
+RELU = Op("relu", lambda x: np.maximum(x, 0, dtype=x.dtype),
+          derivatives={"x": local("out > 0", lambda x, out: out > 0)}, elementwise=True)
+ERF = Op("erf", special.erf, derivatives={
+    "x": local("2 / sqrt(pi) * exp(-x**2)", lambda x, out: (2 / np.sqrt(np.pi)) * d.exp(-x * x)),
+}, elementwise=True)
+SIGN = Op("sign", np.sign, derivatives={"x": vjp("zeros_like(g)", lambda g, x, out: d.zeros_like(g))},
+          elementwise=True)
+
+exp = float_unary(EXP)
+log = float_unary(LOG)
+log1p = float_unary(LOG1P)
+sqrt = float_unary(SQRT)
+sin = float_unary(SIN)
+cos = float_unary(COS)
+tanh = float_unary(TANH)
+sigmoid = float_unary(SIGMOID)
+erf = float_unary(ERF)
+abs = unary(ABS)  # noqa: A001 - PyTorch's name
+absolute = abs
+relu = unary(RELU)
+sign = unary(SIGN)
+
+
+def _softplus(x, beta, threshold):
+    bx = x * beta
+    return np.where(bx > threshold, x, np.logaddexp(0, bx) / beta)
+
+
+SOFTPLUS = Op("softplus", _softplus, params=("beta", "threshold"), derivatives={
+    "x": local("where(beta * x > threshold, 1, sigmoid(beta * x))",
+               lambda x, out, beta, threshold: d.where(x * beta > threshold, 1.0, d.sigmoid(x * beta))),
+}, elementwise=True)
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta x)) / beta, linear above `threshold` (PyTorch's definition)."""
+    return call(SOFTPLUS, (x,), beta=beta, threshold=threshold)
+
+
+_SQRT_2_OVER_PI = float(np.sqrt(2 / np.pi))
+
+
+def _gelu(x, approximate):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
+    return x * (0.5 * (1 + special.erf(x / np.sqrt(2))))
+
+
+def _gelu_local(x, out, approximate):
+    if approximate == "tanh":
+        inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+        t = d.tanh(inner)
+        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+    return d.normal_cdf(x) + x * d.normal_pdf(x)
+
+
+GELU = Op("gelu", _gelu, params=("approximate",), derivatives={
+    "x": local("normal_cdf(x) + x * normal_pdf(x)", _gelu_local),
+}, elementwise=True)
+
+
+def gelu(x, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', not {approximate!r}")
+    return call(GELU, (x,), approximate=approximate)
+
+
+CLAMP = Op("clamp", np.clip, params=("min", "max"), derivatives={
+    "x": local("(x >= min) * (x <= max)", lambda x, out, min, max: (x >= min) * (x <= max)),
+}, elementwise=True)
+
+
+def clamp(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
+    if min is None and max is None:
+        raise ValueError("clamp: give at least one of min and max")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = x
+        if min is not None:
+            out = maximum(out, min)
+        if max is not None:
+            out = minimum(out, max)
+        return out
+    return call(CLAMP, (x,), min=-np.inf if min is None else min, max=np.inf if max is None else max)
+
+
+clip = clamp
+
+# ---- selection ----------------------------------------------------------------------------------
+
+
+def _where(cond, a, b):
+    return np.where(cond, a, b)
+
+
+WHERE = Op("where", _where, ("cond", "a", "b"), {
+    "a": vjp("where(cond, g, 0)", lambda g, cond, a, b, out: d.where(cond, g, 0.0)),
+    "b": vjp("where(cond, 0, g)", lambda g, cond, a, b, out: d.where(cond, 0.0, g)),
+}, elementwise=True)
+
+
+def where(condition, input, other):  # noqa: A002 - PyTorch's argument names
+    """Elementwise choice. The gradient of the branch not taken is exactly 0, but a NaN made inside
+    that branch (sqrt of a negative, say) still poisons the gradient through the branch's own rule:
+    mask the input first, `where(x > 0, sqrt(where(x > 0, x, 1)), 0)`, as in PyTorch."""
+    condition = as_tensor(condition)
+    if condition.dtype != dtypes.bool_:
+        condition = Tensor._wrap(condition.data.astype(bool))
+    if isinstance(input, Tensor) and isinstance(other, Tensor):
+        if input.dtype != other.dtype:
+            input, other = promote_pair(input, other)
+    elif isinstance(input, Tensor):
+        other = scalar_operand(other, input)
+    elif isinstance(other, Tensor):
+        input = scalar_operand(input, other)
+    else:
+        input = as_tensor(input)
+        other = scalar_operand(other, input)
+    return call(WHERE, (condition, input, other))
+
+
+# ---- comparisons (no gradient, bool result) -----------------------------------------------------
+
+eq = binary(Op("eq", np.equal, ("a", "b")))
+ne = binary(Op("ne", np.not_equal, ("a", "b")))
+lt = binary(Op("lt", np.less, ("a", "b")))
+le = binary(Op("le", np.less_equal, ("a", "b")))
+gt = binary(Op("gt", np.greater, ("a", "b")))
+ge = binary(Op("ge", np.greater_equal, ("a", "b")))
+logical_and = binary(Op("logical_and", np.logical_and, ("a", "b")))
+logical_or = binary(Op("logical_or", np.logical_or, ("a", "b")))
+logical_not = unary(Op("logical_not", np.logical_not))
+isnan = unary(Op("isnan", np.isnan))
+isfinite = unary(Op("isfinite", np.isfinite))

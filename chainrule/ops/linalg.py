@@ -1,0 +1,166 @@
+"""Matrix products. The backward of a layer of many neurons is itself a pair of matrix products."""
+
+import string
+
+import numpy as np
+
+from ..engine.broadcast import sum_to
+from ..engine.op import Op, vjp
+from ..engine.tensor import Tensor
+from .build import as_tensor, call, promote_pair
+
+
+def _matmul_grad_a(g, a, b, out):
+    if a.ndim == 1 and b.ndim == 1:
+        return g * b
+    if b.ndim == 1:  # (..., m, k) @ (k,) -> (..., m): the outer product of g and b
+        return sum_to(g.reshape(g.shape + (1,)) * b, a.shape)
+    if a.ndim == 1:  # (k,) @ (..., k, n) -> (..., n)
+        row = g.reshape(g.shape[:-1] + (1, g.shape[-1])) @ b.mT
+        return sum_to(row.reshape(row.shape[:-2] + (row.shape[-1],)), a.shape)
+    return sum_to(g @ b.mT, a.shape)
+
+
+def _matmul_grad_b(g, a, b, out):
+    if a.ndim == 1 and b.ndim == 1:
+        return g * a
+    if a.ndim == 1:
+        return sum_to(a.reshape(a.shape + (1,)) * g.reshape(g.shape[:-1] + (1, g.shape[-1])), b.shape)
+    if b.ndim == 1:
+        column = a.mT @ g.reshape(g.shape + (1,))
+        return sum_to(column.reshape(column.shape[:-1]), b.shape)
+    if b.ndim == 2 and a.ndim > 2:  # a weight shared over a batch: one big product, no batch sum
+        return a.reshape(-1, a.shape[-1]).mT @ g.reshape(-1, g.shape[-1])
+    return sum_to(a.mT @ g, b.shape)
+
+
+MATMUL = Op("matmul", np.matmul, ("a", "b"), {
+    "a": vjp("g @ b.mT", _matmul_grad_a),
+    "b": vjp("a.mT @ g", _matmul_grad_b),
+})
+
+
+def matmul(a, b):
+    a, b = as_tensor(a), as_tensor(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both operands need at least 1 dim, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    k_a = a.shape[-1]
+    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k_a != k_b:
+        raise ValueError(
+            f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not line up "
+            f"({k_a} columns on the left, {k_b} rows on the right)"
+        )
+    if a.dtype != b.dtype:
+        a, b = promote_pair(a, b)
+    return call(MATMUL, (a, b))
+
+
+mm = bmm = matmul
+
+
+def dot(a, b):
+    a, b = as_tensor(a), as_tensor(b)
+    if a.ndim != 1 or b.ndim != 1:
+        raise ValueError(f"dot: needs two 1-D tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    return matmul(a, b)
+
+
+def outer(a, b):
+    a, b = as_tensor(a), as_tensor(b)
+    return a.reshape(-1, 1) * b.reshape(1, -1)
+
+
+# ---- einsum -------------------------------------------------------------------------------------
+
+_einsum_ops = {}
+
+
+def _einsum_any(equation, *operands):
+    if any(isinstance(x, Tensor) for x in operands):
+        return einsum(equation, *operands)
+    return np.einsum(equation, *operands, optimize=len(operands) > 2)
+
+
+def _einsum_rule(i):
+    def rule(g, *args, subscripts, output):
+        out = args[-1]
+        del out
+        xs = args[:-1]
+        own = subscripts[i]
+        others = [s for j, s in enumerate(subscripts) if j != i]
+        available = set(output).union(*others)
+        target = "".join(c for c in own if c in available)
+        grad = _einsum_any(
+            ",".join([output] + others) + "->" + target, g, *[x for j, x in enumerate(xs) if j != i]
+        )
+        if target != own:  # letters summed away inside operand i alone: broadcast back over them
+            shape = xs[i].shape
+            grad = grad.reshape(tuple(n if c in available else 1 for c, n in zip(own, shape)))
+            from .shape import broadcast_to
+
+            grad = broadcast_to(grad, shape) if isinstance(grad, Tensor) else np.broadcast_to(grad, shape)
+        return grad
+
+    return vjp(f"einsum('output,others->subscripts[{i}]', g, *others)", rule)
+
+
+def _einsum_op(n):
+    if n not in _einsum_ops:
+        names = tuple(f"x{i}" for i in range(n))
+        _einsum_ops[n] = Op(
+            "einsum",
+            lambda *xs, subscripts, output: np.einsum(
+                ",".join(subscripts) + "->" + output, *xs, optimize=len(xs) > 2),
+            names,
+            {name: _einsum_rule(i) for i, name in enumerate(names)},
+            params=("subscripts", "output"),
+        )
+        # every operand is needed by the others' rules
+        _einsum_ops[n].save_inputs = (True,) * n
+    return _einsum_ops[n]
+
+
+def _parse_einsum(equation, operands):
+    equation = equation.replace(" ", "")
+    lhs, arrow, rhs = equation.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(operands):
+        raise ValueError(f"einsum: equation {equation!r} names {len(terms)} operands, got {len(operands)}")
+    spare = [c for c in string.ascii_uppercase + string.ascii_lowercase if c not in equation]
+    ellipsis_letters = ""
+    resolved = []
+    for term, x in zip(terms, operands):
+        if "..." in term:
+            count = x.ndim - (len(term) - 3)
+            ellipsis_letters = ellipsis_letters if len(ellipsis_letters) >= count else "".join(spare[:count])
+            term = term.replace("...", "".join(spare[:count][len(spare[:count]) - count:]) if count else "")
+        if len(term) != x.ndim:
+            raise ValueError(f"einsum: subscripts {term!r} have {len(term)} letters but the operand has shape {tuple(x.shape)}")
+        resolved.append(term)
+    if arrow:
+        output = rhs.replace("...", ellipsis_letters)
+    else:
+        letters = "".join(resolved)
+        output = ellipsis_letters + "".join(sorted(c for c in set(letters) - set(ellipsis_letters) if letters.count(c) == 1))
+    return resolved, output
+
+
+def einsum(equation, *operands):
+    if len(operands) == 1 and isinstance(operands[0], list | tuple):
+        operands = operands[0]
+    operands = [as_tensor(x) for x in operands]
+    subscripts, output = _parse_einsum(equation, operands)
+    for term, x in zip(subscripts, operands):
+        if x.requires_grad and len(set(term)) != len(term):
+            raise NotImplementedError(
+                f"einsum: the gradient through a repeated subscript within one operand ({term!r}) "
+                "is not supported; take the diagonal with indexing first"
+            )
+    dtype = operands[0].dtype
+    for x in operands[1:]:
+        dtype = np.promote_types(dtype, x.dtype)
+    from .shape import to
+
+    operands = [to(x, dtype) for x in operands]
+    return call(_einsum_op(len(operands)), operands, subscripts=tuple(subscripts), output=output)

@@ -1,0 +1,95 @@
+"""Attach operators and methods to Tensor, so `a * b` and `x.sum()` call the ops declared here.
+The engine defines Tensor without knowing any op; this is the one place they meet."""
+
+from ..engine import dtypes
+from ..engine.tensor import Tensor
+from . import creation, elementwise as ew, indexing, inplace, linalg, nn, reduction as red, shape
+
+
+def _reflected(fn):
+    return lambda self, other: fn(other, self)
+
+
+def _to(self, *args, dtype=None, **kwargs):
+    for arg in args:
+        if isinstance(arg, Tensor):
+            dtype = arg.dtype
+        elif isinstance(arg, str) and arg in ("cpu", "cpu:0"):
+            continue
+        else:
+            dtype = arg
+    for key in ("device", "copy", "non_blocking"):
+        kwargs.pop(key, None)
+    if kwargs:
+        raise TypeError(f"to(): unexpected arguments {sorted(kwargs)}")
+    return self if dtype is None else shape.to(self, dtype)
+
+
+def _setitem(self, index, value):
+    indexing.setitem(self, index, value)
+
+
+METHODS = {
+    # operators
+    "__add__": ew.add, "__radd__": _reflected(ew.add),
+    "__sub__": ew.sub, "__rsub__": _reflected(ew.sub),
+    "__mul__": ew.mul, "__rmul__": _reflected(ew.mul),
+    "__truediv__": ew.div, "__rtruediv__": _reflected(ew.div),
+    "__pow__": ew.pow, "__rpow__": _reflected(ew.pow),
+    "__matmul__": linalg.matmul, "__rmatmul__": _reflected(linalg.matmul),
+    "__neg__": ew.neg, "__abs__": ew.abs, "__pos__": lambda self: self,
+    "__eq__": ew.eq, "__ne__": ew.ne, "__lt__": ew.lt, "__le__": ew.le, "__gt__": ew.gt, "__ge__": ew.ge,
+    "__and__": ew.logical_and, "__or__": ew.logical_or, "__invert__": ew.logical_not,
+    "__getitem__": indexing.getitem, "__setitem__": _setitem,
+    "__iadd__": inplace.add_, "__isub__": inplace.sub_, "__imul__": inplace.mul_,
+    "__itruediv__": inplace.div_,
+    # arithmetic and elementwise functions
+    "add": lambda self, other, alpha=1: ew.add(self, other if alpha == 1 else ew.mul(other, alpha)),
+    "sub": lambda self, other, alpha=1: ew.sub(self, other if alpha == 1 else ew.mul(other, alpha)),
+    "mul": ew.mul, "div": ew.div, "pow": ew.pow, "neg": ew.neg,
+    "exp": ew.exp, "log": ew.log, "log1p": ew.log1p, "sqrt": ew.sqrt, "abs": ew.abs,
+    "sin": ew.sin, "cos": ew.cos, "tanh": ew.tanh, "sigmoid": ew.sigmoid, "relu": ew.relu,
+    "clamp": ew.clamp, "clip": ew.clamp, "maximum": ew.maximum, "minimum": ew.minimum,
+    "sign": ew.sign, "erf": ew.erf,
+    "where": lambda self, condition, other: ew.where(condition, self, other),
+    "eq": ew.eq, "ne": ew.ne, "lt": ew.lt, "le": ew.le, "gt": ew.gt, "ge": ew.ge,
+    "isnan": ew.isnan, "isfinite": ew.isfinite, "logical_not": ew.logical_not,
+    # reductions
+    "sum": red.sum, "mean": red.mean, "var": red.var, "std": red.std, "amax": red.amax,
+    "amin": red.amin, "prod": red.prod, "logsumexp": red.logsumexp, "norm": red.norm,
+    "max": red.max, "min": red.min, "argmax": red.argmax, "argmin": red.argmin, "gather": red.gather,
+    # shape
+    "reshape": shape.reshape, "view": shape.view, "transpose": shape.transpose,
+    "swapaxes": shape.transpose, "permute": shape.permute, "expand": shape.expand,
+    "broadcast_to": shape.broadcast_to, "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze,
+    "flatten": shape.flatten, "split": shape.split, "chunk": shape.chunk, "narrow": shape.narrow,
+    "t": shape.t, "clone": shape.clone, "contiguous": lambda self: self,
+    "expand_as": lambda self, other: shape.expand(self, other.shape),
+    "view_as": lambda self, other: shape.reshape(self, other.shape),
+    "reshape_as": lambda self, other: shape.reshape(self, other.shape),
+    # linear algebra and nn
+    "matmul": linalg.matmul, "mm": linalg.matmul, "dot": linalg.dot,
+    "softmax": lambda self, dim: nn.softmax(self, dim),
+    "log_softmax": lambda self, dim: nn.log_softmax(self, dim),
+    # dtype
+    "to": _to, "type_as": lambda self, other: shape.to(self, other.dtype),
+    "float": lambda self: shape.to(self, dtypes.float32),
+    "double": lambda self: shape.to(self, dtypes.float64),
+    "long": lambda self: shape.to(self, dtypes.int64),
+    "int": lambda self: shape.to(self, dtypes.int32),
+    "bool": lambda self: shape.to(self, dtypes.bool_),
+    # in place
+    "add_": inplace.add_, "sub_": inplace.sub_, "mul_": inplace.mul_, "div_": inplace.div_,
+    "zero_": inplace.zero_, "fill_": inplace.fill_, "copy_": inplace.copy_, "clamp_": inplace.clamp_,
+    "new_zeros": lambda self, *size: creation.zeros(*size, dtype=self.dtype),
+    "new_ones": lambda self, *size: creation.ones(*size, dtype=self.dtype),
+}
+
+PROPERTIES = {"T": shape.T, "mT": shape.mT}
+
+
+def install():
+    for name, fn in METHODS.items():
+        setattr(Tensor, name, fn)
+    for name, fn in PROPERTIES.items():
+        setattr(Tensor, name, property(fn))

@@ -1,0 +1,95 @@
+"""Fused operations for neural networks: one node where a decomposition would cost extra passes
+over memory (a linear layer, softmax, log-softmax)."""
+
+import numpy as np
+
+from ..engine.op import Op, vjp
+from . import dual as d
+from .build import as_tensor, call, promote_pair
+
+
+def _linear(x, weight, bias):
+    out = x @ weight.T
+    if bias is not None:
+        out += bias
+    return out
+
+
+def _linear_grad_weight(g, x, weight, bias, out):
+    if x.ndim == 1:
+        return g.reshape(-1, 1) * x
+    return g.reshape(-1, g.shape[-1]).mT @ x.reshape(-1, x.shape[-1])
+
+
+def _linear_grad_bias(g, x, weight, bias, out):
+    return g.sum(0) if g.ndim == 2 else g.reshape(-1, g.shape[-1]).sum(0)
+
+
+LINEAR = Op("linear", _linear, ("x", "weight", "bias"), {
+    "x": vjp("g @ weight", lambda g, x, weight, bias, out: g @ weight),
+    "weight": vjp("g.mT @ x", _linear_grad_weight),
+    "bias": vjp("sum_to(g, bias.shape)", _linear_grad_bias),
+})
+
+
+def linear(input, weight, bias=None):  # noqa: A002 - PyTorch's argument names
+    """x @ weight.T + bias, for weight of shape (out_features, in_features)."""
+    x, weight = as_tensor(input), as_tensor(weight)
+    if weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input of shape {tuple(x.shape)} does not fit weight of shape "
+            f"{tuple(weight.shape)} (the input's last dim must equal weight.shape[1])"
+        )
+    if x.dtype != weight.dtype:
+        x, weight = promote_pair(x, weight)
+    if bias is not None:
+        bias = as_tensor(bias)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
+        if bias.dtype != weight.dtype:
+            from .shape import to
+
+            bias = to(bias, weight.dtype)
+    return call(LINEAR, (x, weight, bias))
+
+
+def _softmax(x, dim):
+    e = np.exp(x - np.max(x, axis=dim, keepdims=True))
+    e /= np.sum(e, axis=dim, keepdims=True)
+    return e
+
+
+SOFTMAX = Op("softmax", _softmax, params=("dim",), derivatives={
+    "x": vjp("out * (g - sum(g * out, dim, True))",
+             lambda g, x, out, dim: out * (g - d.sum(g * out, dim, True))),
+})
+
+
+def _log_softmax(x, dim):
+    shifted = x - np.max(x, axis=dim, keepdims=True)
+    shifted -= np.log(np.sum(np.exp(shifted), axis=dim, keepdims=True))
+    return shifted
+
+
+LOG_SOFTMAX = Op("log_softmax", _log_softmax, params=("dim",), derivatives={
+    "x": vjp("g - exp(out) * sum(g, dim, True)",
+             lambda g, x, out, dim: g - d.exp(out) * d.sum(g, dim, True)),
+})
+
+
+def _dim(x, dim, name):
+    if dim is None:
+        raise TypeError(f"{name}: give dim= (the axis that sums to 1), as PyTorch requires")
+    if not -max(x.ndim, 1) <= dim < max(x.ndim, 1):
+        raise IndexError(f"{name}: dim {dim} is out of range for shape {tuple(x.shape)}")
+    return dim % max(x.ndim, 1)
+
+
+def softmax(input, dim=None):  # noqa: A002
+    x = as_tensor(input)
+    return call(SOFTMAX, (x,), dim=_dim(x, dim, "softmax"))
+
+
+def log_softmax(input, dim=None):  # noqa: A002
+    x = as_tensor(input)
+    return call(LOG_SOFTMAX, (x,), dim=_dim(x, dim, "log_softmax"))

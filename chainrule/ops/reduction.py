@@ -1,0 +1,314 @@
+"""Reductions. `dim` is an int, a tuple or None (everything); the rule puts the reduced axes back."""
+
+from collections import namedtuple
+
+import numpy as np
+
+from ..engine import dtypes
+from ..engine.op import Op, vjp
+from ..engine.tensor import Tensor
+from . import dual as d
+from .build import as_tensor, call
+
+
+def _dims(x, dim):
+    """Normalise `dim` to a sorted tuple of non-negative axes, or None for all of them."""
+    if dim is None:
+        return None
+    ndim = max(x.ndim, 1)
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    for dim_ in dims:
+        if not -ndim <= dim_ < ndim:
+            raise IndexError(f"dim {dim_} is out of range for a tensor of shape {tuple(x.shape)}")
+    return tuple(sorted({dim_ % ndim for dim_ in dims})) if x.ndim else None
+
+
+def _count(x, dims):
+    return x.data.size if dims is None else int(np.prod([x.shape[i] for i in dims]))
+
+
+def _sum(x, dim, keepdim):
+    return np.sum(x, axis=dim, keepdims=keepdim)
+
+
+SUM = Op("sum", _sum, params=("dim", "keepdim"), derivatives={
+    "x": vjp("unreduce(g, x.shape, dim, keepdim)",
+             lambda g, x, out, dim, keepdim: d.unreduce(g, x.shape, dim, keepdim)),
+})
+
+
+def sum(x, dim=None, keepdim=False, dtype=None):  # noqa: A001 - PyTorch's name
+    x = as_tensor(x)
+    if dtype is not None:
+        from .shape import to
+
+        x = to(x, dtype)
+    elif x.dtype.kind in "bi" and x.dtype != dtypes.int64:
+        x = Tensor._wrap(x.data.astype(dtypes.int64))
+    return call(SUM, (x,), dim=_dims(x, dim), keepdim=keepdim)
+
+
+def _mean(x, dim, keepdim, n):
+    return np.mean(x, axis=dim, keepdims=keepdim)
+
+
+MEAN = Op("mean", _mean, params=("dim", "keepdim", "n"), derivatives={
+    "x": vjp("unreduce(g, x.shape, dim, keepdim) / n",
+             lambda g, x, out, dim, keepdim, n: d.unreduce(g / n, x.shape, dim, keepdim)),
+})
+
+
+def _float_only(name, x):
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name}: needs a floating-point tensor, got {x.dtype}; convert with .float()")
+
+
+def mean(x, dim=None, keepdim=False):
+    x = as_tensor(x)
+    _float_only("mean", x)
+    dims = _dims(x, dim)
+    return call(MEAN, (x,), dim=dims, keepdim=keepdim, n=_count(x, dims))
+
+
+def _var(x, dim, keepdim, n, correction):
+    return np.var(x, axis=dim, keepdims=keepdim, ddof=correction)
+
+
+VAR = Op("var", _var, params=("dim", "keepdim", "n", "correction"), derivatives={
+    "x": vjp("2 * (x - mean(x, dim, True)) * unreduce(g, x.shape, dim, keepdim) / (n - correction)",
+             lambda g, x, out, dim, keepdim, n, correction:
+             (x - d.mean(x, dim, True)) * d.unreduce(g * (2 / (n - correction)), x.shape, dim, keepdim)),
+})
+
+
+def var(x, dim=None, unbiased=None, keepdim=False, correction=None):
+    x = as_tensor(x)
+    _float_only("var", x)
+    correction = _correction(correction, unbiased)
+    dims = _dims(x, dim)
+    return call(VAR, (x,), dim=dims, keepdim=keepdim, n=_count(x, dims), correction=correction)
+
+
+def _correction(correction, unbiased):
+    if correction is None:
+        return 1 if unbiased is None or unbiased else 0
+    return correction
+
+
+def _std(x, dim, keepdim, n, correction):
+    return np.std(x, axis=dim, keepdims=keepdim, ddof=correction)
+
+
+STD = Op("std", _std, params=("dim", "keepdim", "n", "correction"), derivatives={
+    "x": vjp("(x - mean(x, dim, True)) * unreduce(g / out, x.shape, dim, keepdim) / (n - correction)",
+             lambda g, x, out, dim, keepdim, n, correction:
+             (x - d.mean(x, dim, True)) * d.unreduce(g / (out * (n - correction)), x.shape, dim, keepdim)),
+})
+
+
+def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
+    x = as_tensor(x)
+    _float_only("std", x)
+    correction = _correction(correction, unbiased)
+    dims = _dims(x, dim)
+    return call(STD, (x,), dim=dims, keepdim=keepdim, n=_count(x, dims), correction=correction)
+
+
+def _ties_rule(g, x, out, dim, keepdim):
+    return d.unreduce(g, x.shape, dim, keepdim) * d.ties(x, out, x.shape, dim, keepdim)
+
+
+AMAX = Op("amax", lambda x, dim, keepdim: np.amax(x, axis=dim, keepdims=keepdim),
+          params=("dim", "keepdim"), derivatives={
+              "x": vjp("unreduce(g, x.shape, dim, keepdim) * ties(x, out, x.shape, dim, keepdim)",
+                       _ties_rule)})
+AMIN = Op("amin", lambda x, dim, keepdim: np.amin(x, axis=dim, keepdims=keepdim),
+          params=("dim", "keepdim"), derivatives={
+              "x": vjp("unreduce(g, x.shape, dim, keepdim) * ties(x, out, x.shape, dim, keepdim)",
+                       _ties_rule)})
+
+
+def _nonempty(name, x):
+    if x.data.size == 0:
+        raise ValueError(f"{name}: cannot reduce an empty tensor of shape {tuple(x.shape)}")
+
+
+def amax(x, dim=(), keepdim=False):
+    x = as_tensor(x)
+    _nonempty("amax", x)
+    return call(AMAX, (x,), dim=_dims(x, None if dim == () else dim), keepdim=keepdim)
+
+
+def amin(x, dim=(), keepdim=False):
+    x = as_tensor(x)
+    _nonempty("amin", x)
+    return call(AMIN, (x,), dim=_dims(x, None if dim == () else dim), keepdim=keepdim)
+
+
+# ---- max/min along a dim give values and indices; the gradient goes to the chosen index ---------
+
+MaxMin = namedtuple("MaxMin", ["values", "indices"])
+
+
+def _gather(x, dim, index):
+    return np.take_along_axis(x, index, axis=dim)
+
+
+def _scatter_add(g, shape, dim, index):
+    if isinstance(g, Tensor):
+        return call(SCATTER_ADD, (g,), shape=shape, dim=dim, index=index)
+    full = np.zeros(shape, dtype=g.dtype)
+    grid = list(np.ix_(*[np.arange(n) for n in index.shape]))
+    grid[dim] = index
+    np.add.at(full, tuple(grid), g)
+    return full
+
+
+GATHER = Op("gather", _gather, params=("dim", "index"), derivatives={
+    "x": vjp("scatter_add(zeros(x.shape), dim, index, g)",
+             lambda g, x, out, dim, index: _scatter_add(g, x.shape, dim, index)),
+})
+SCATTER_ADD = Op("scatter_add", _scatter_add, ("g",), params=("shape", "dim", "index"), derivatives={
+    "g": vjp("gather(h, dim, index)",
+             lambda h, g, out, shape, dim, index: _gather_any(h, dim, index)),
+})
+
+
+def _gather_any(h, dim, index):
+    if isinstance(h, Tensor):
+        return call(GATHER, (h,), dim=dim, index=index)
+    return _gather(h, dim, index)
+
+
+def gather(x, dim, index):
+    """out[i][j] = x[i][index[i][j]] along `dim` (PyTorch's gather); the gradient scatter-adds."""
+    x = as_tensor(x)
+    index = np.asarray(index.data if isinstance(index, Tensor) else index)
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"gather: index must be an integer tensor, got {index.dtype}")
+    if index.ndim != x.ndim:
+        raise ValueError(f"gather: index has {index.ndim} dims but input has {x.ndim} (shape {tuple(x.shape)})")
+    return call(GATHER, (x,), dim=dim % x.ndim, index=index)
+
+
+def _extreme(name, arg, whole, x, dim, keepdim):
+    x = as_tensor(x)
+    _nonempty(name, x)
+    if dim is None:
+        return whole(x)
+    dim = dim % max(x.ndim, 1)
+    if x.ndim == 0:
+        return MaxMin(x, Tensor._wrap(np.array(0)))
+    indices = np.expand_dims(arg(x.data, axis=dim), dim)
+    values = gather(x, dim, indices)
+    if not keepdim:
+        from .shape import squeeze
+
+        values = squeeze(values, dim)
+        indices = np.squeeze(indices, dim)
+    return MaxMin(values, Tensor._wrap(indices.astype(np.int64)))
+
+
+def max(x, dim=None, keepdim=False):  # noqa: A001 - PyTorch's name
+    """With no `dim` the largest value (ties share the gradient); with a `dim`, (values, indices)."""
+    return _extreme("max", np.argmax, amax, x, dim, keepdim)
+
+
+def min(x, dim=None, keepdim=False):  # noqa: A001 - PyTorch's name
+    return _extreme("min", np.argmin, amin, x, dim, keepdim)
+
+
+def argmax(x, dim=None, keepdim=False):
+    x = as_tensor(x)
+    return Tensor._wrap(np.asarray(np.argmax(x.data, axis=dim, keepdims=keepdim), dtype=np.int64))
+
+
+def argmin(x, dim=None, keepdim=False):
+    x = as_tensor(x)
+    return Tensor._wrap(np.asarray(np.argmin(x.data, axis=dim, keepdims=keepdim), dtype=np.int64))
+
+
+# ---- prod, logsumexp, norm ----------------------------------------------------------------------
+
+
+def _prod(x, dim, keepdim):
+    return np.prod(x, axis=dim, keepdims=keepdim)
+
+
+def _prod_rule(g, x, out, dim, keepdim):
+    if isinstance(x, Tensor) or not (x == 0).any():
+        return d.unreduce(g * out, x.shape, dim, keepdim) / x
+    return d.unreduce(g, x.shape, dim, keepdim) * _product_of_others(x, dim)
+
+
+def _product_of_others(x, dim):
+    """For each element, the product of the other elements of its reduction (exact with zeros)."""
+    dims = tuple(range(x.ndim)) if dim is None else dim
+    rest = tuple(i for i in range(x.ndim) if i not in dims)
+    moved = np.transpose(x, rest + dims)
+    flat = moved.reshape(moved.shape[: len(rest)] + (-1,))
+    ones = np.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
+    left = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    right = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    others = (left * right).reshape(moved.shape)
+    return np.transpose(others, np.argsort(rest + dims))
+
+
+PROD = Op("prod", _prod, params=("dim", "keepdim"), derivatives={
+    "x": vjp("unreduce(g * out, x.shape, dim, keepdim) / x", _prod_rule),
+})
+
+
+def prod(x, dim=None, keepdim=False):
+    x = as_tensor(x)
+    return call(PROD, (x,), dim=_dims(x, dim), keepdim=keepdim)
+
+
+def _logsumexp(x, dim, keepdim):
+    peak = np.amax(x, axis=dim, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0)
+    out = np.log(np.sum(np.exp(x - peak), axis=dim, keepdims=True)) + peak
+    return out if keepdim else np.squeeze(out, axis=dim)
+
+
+LOGSUMEXP = Op("logsumexp", _logsumexp, params=("dim", "keepdim"), derivatives={
+    "x": vjp("unreduce(g, x.shape, dim, keepdim) * exp(x - unreduce(out, x.shape, dim, keepdim))",
+             lambda g, x, out, dim, keepdim: d.unreduce(g, x.shape, dim, keepdim)
+             * d.exp(x - d.unreduce(out, x.shape, dim, keepdim))),
+})
+
+
+def logsumexp(x, dim=None, keepdim=False):
+    x = as_tensor(x)
+    _float_only("logsumexp", x)
+    return call(LOGSUMEXP, (x,), dim=_dims(x, dim), keepdim=keepdim)
+
+
+def _norm2(x, dim, keepdim):
+    return np.sqrt(np.sum(x * x, axis=dim, keepdims=keepdim))
+
+
+NORM2 = Op("norm", _norm2, params=("dim", "keepdim"), derivatives={
+    "x": vjp("x * unreduce(g / out, x.shape, dim, keepdim)",
+             lambda g, x, out, dim, keepdim:
+             x * d.unreduce(d.where(out == 0, 0.0, g / d.where(out == 0, 1.0, out)), x.shape, dim, keepdim)),
+})
+
+
+def norm(x, p=2, dim=None, keepdim=False):
+    """The vector p-norm over `dim` (all elements by default); p may be a number, inf or 'fro'."""
+    x = as_tensor(x)
+    _float_only("norm", x)
+    if p == "fro" or p == 2:
+        return call(NORM2, (x,), dim=_dims(x, dim), keepdim=keepdim)
+    from .elementwise import abs as abs_
+
+    if p == np.inf:
+        return amax(abs_(x), () if dim is None else dim, keepdim)
+    if p == -np.inf:
+        return amin(abs_(x), () if dim is None else dim, keepdim)
+    if p == 1:
+        return sum(abs_(x), dim, keepdim)
+    if isinstance(p, int | float) and p > 0:
+        return sum(abs_(x) ** p, dim, keepdim) ** (1.0 / p)
+    raise ValueError(f"norm: p must be a positive number, inf, -inf or 'fro', not {p!r}")

@@ -1,0 +1,282 @@
+"""Shape operations: their derivatives move the gradient back into the input's layout."""
+
+import numpy as np
+
+from ..engine import dtypes
+from ..engine.broadcast import BROADCAST_TO, broadcast_to as _broadcast_any
+from ..engine.op import Op, vjp
+from ..engine.tensor import Tensor
+from . import dual as d
+from .build import as_tensor, call
+
+
+def _sizes(shape):
+    """Accept shape as *sizes or as one tuple/list, as PyTorch does."""
+    if len(shape) == 1 and isinstance(shape[0], list | tuple):
+        shape = shape[0]
+    return tuple(int(s) for s in shape)
+
+
+def _to(x, dtype):
+    return x.astype(dtype)
+
+
+TO = Op("to", _to, params=("dtype",), derivatives={
+    "x": vjp("g.to(x.dtype)", lambda g, x, out, dtype: _cast(g, x.dtype)),
+})
+
+
+def _cast(g, dtype):
+    return to(g, dtype) if isinstance(g, Tensor) else g.astype(dtype)
+
+
+def to(x, dtype):
+    """A copy in `dtype` (the same tensor when it already has it), differentiable between floats."""
+    dtype = dtypes.as_dtype(dtype)
+    if x.data.dtype == dtype:
+        return x
+    if x.requires_grad and dtype.kind != "f":
+        return Tensor._wrap(x.data.astype(dtype))
+    return call(TO, (x,), dtype=dtype)
+
+
+# The cast rule needs the input dtype, which a Shape placeholder does not carry: keep the input.
+TO.save_inputs = (True,)
+
+RESHAPE = Op("reshape", np.reshape, params=("shape",), derivatives={
+    "x": vjp("g.reshape(x.shape)", lambda g, x, out, shape: g.reshape(x.shape)),
+})
+
+
+def reshape(x, *shape):
+    shape = _sizes(shape)
+    if x.data.shape == shape:
+        return x
+    size = int(np.prod(shape)) if -1 not in shape else None
+    if size is not None and size != x.data.size:
+        raise ValueError(
+            f"reshape: cannot view a tensor of shape {tuple(x.shape)} ({x.data.size} elements) "
+            f"as shape {shape} ({size} elements)"
+        )
+    return call(RESHAPE, (x,), shape=shape)
+
+
+view = reshape
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    if x.ndim == 0:
+        return reshape(x, 1)
+    start, end = start_dim % x.ndim, end_dim % x.ndim
+    shape = x.shape[:start] + (-1,) + x.shape[end + 1:]
+    return reshape(x, shape) if start <= end else x
+
+
+TRANSPOSE = Op("transpose", np.swapaxes, params=("dim0", "dim1"), derivatives={
+    "x": vjp("swapaxes(g, dim0, dim1)", lambda g, x, out, dim0, dim1: d.swapaxes(g, dim0, dim1)),
+})
+
+
+def transpose(x, dim0, dim1):
+    _check_dims("transpose", x, (dim0, dim1))
+    return call(TRANSPOSE, (x,), dim0=dim0, dim1=dim1)
+
+
+swapaxes = transpose
+
+PERMUTE = Op("permute", np.transpose, params=("axes",), derivatives={
+    "x": vjp("permute(g, inverse_permutation(axes))",
+             lambda g, x, out, axes: d.permute(g, d.inverse_permutation(axes))),
+})
+
+
+def permute(x, *dims):
+    dims = _sizes(dims)
+    if sorted(dim % max(x.ndim, 1) for dim in dims) != list(range(x.ndim)):
+        raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dims of shape {tuple(x.shape)}")
+    return call(PERMUTE, (x,), axes=tuple(dim % x.ndim for dim in dims))
+
+
+def _check_dims(name, x, dims):
+    for dim in dims:
+        if not -max(x.ndim, 1) <= dim < max(x.ndim, 1):
+            raise IndexError(f"{name}: dim {dim} is out of range for a tensor with {x.ndim} dims")
+
+
+def t(x):
+    return x if x.ndim < 2 else transpose(x, 0, 1)
+
+
+def mT(x):
+    if x.ndim < 2:
+        raise ValueError(f"mT: needs at least 2 dims, got shape {tuple(x.shape)}")
+    return transpose(x, -2, -1)
+
+
+def T(x):
+    return x if x.ndim < 2 else permute(x, *reversed(range(x.ndim)))
+
+
+def expand(x, *sizes):
+    sizes = _sizes(sizes)
+    lead = len(sizes) - x.ndim
+    if lead < 0:
+        raise ValueError(f"expand: cannot expand shape {tuple(x.shape)} to fewer dims {sizes}")
+    shape = tuple(x.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
+    return broadcast_to(x, shape)
+
+
+def broadcast_to(x, *shape):
+    shape = _sizes(shape)
+    x = as_tensor(x)
+    try:
+        np.broadcast_shapes(x.shape, shape)
+        if np.broadcast_shapes(x.shape, shape) != shape:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"broadcast_to: cannot broadcast shape {tuple(x.shape)} to {shape}") from None
+    return _broadcast_any(x, shape)
+
+
+def squeeze(x, dim=None):
+    if dim is None:
+        shape = tuple(n for n in x.shape if n != 1)
+    else:
+        dims = d.normalize_dims(dim, x.ndim)
+        shape = tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1))
+    return reshape(x, shape)
+
+
+def unsqueeze(x, dim):
+    if not -x.ndim - 1 <= dim <= x.ndim:
+        raise IndexError(f"unsqueeze: dim {dim} is out of range for a tensor with {x.ndim} dims")
+    dim = dim % (x.ndim + 1)
+    return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
+
+
+# ---- cat / stack / split ------------------------------------------------------------------------
+
+_cat_ops = {}
+
+
+def _cat_op(n):
+    """cat over n tensors: input i's gradient is its slice of g along `dim`."""
+    if n not in _cat_ops:
+        names = tuple(f"x{i}" for i in range(n))
+
+        def rule(i):
+            return vjp(
+                f"narrow(g, dim, offsets[{i}], x{i}.shape[dim])",
+                lambda g, *args, i=i, dim, offsets: _narrow_any(g, dim, offsets[i], offsets[i + 1]),
+            )
+
+        _cat_ops[n] = Op("cat", lambda *xs, dim, offsets: np.concatenate(xs, axis=dim), names,
+                         {name: rule(i) for i, name in enumerate(names)}, params=("dim", "offsets"))
+    return _cat_ops[n]
+
+
+def _narrow_any(g, dim, start, stop):
+    index = (slice(None),) * (dim % g.ndim) + (slice(start, stop),)
+    return g[index]
+
+
+def cat(tensors, dim=0):
+    tensors = [as_tensor(x) for x in tensors]
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    first = tensors[0]
+    dim = dim % max(first.ndim, 1)
+    for i, x in enumerate(tensors):
+        if x.ndim != first.ndim or x.shape[:dim] + x.shape[dim + 1:] != first.shape[:dim] + first.shape[dim + 1:]:
+            raise ValueError(
+                f"cat: tensor {i} has shape {tuple(x.shape)}, which does not match tensor 0's "
+                f"shape {tuple(first.shape)} outside dim {dim}"
+            )
+    dtype = first.dtype
+    for x in tensors[1:]:
+        if x.dtype != dtype:
+            dtype = np.promote_types(dtype, x.dtype)
+    tensors = [to(x, dtype) for x in tensors]
+    offsets = tuple(int(o) for o in np.cumsum([0] + [x.shape[dim] for x in tensors]))
+    return call(_cat_op(len(tensors)), tensors, dim=dim, offsets=offsets)
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim=0):
+    tensors = [as_tensor(x) for x in tensors]
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    for i, x in enumerate(tensors):
+        if x.shape != tensors[0].shape:
+            raise ValueError(
+                f"stack: tensor {i} has shape {tuple(x.shape)} but tensor 0 has {tuple(tensors[0].shape)}; "
+                "stack needs equal shapes"
+            )
+    return cat([unsqueeze(x, dim) for x in tensors], dim=dim)
+
+
+def split(x, split_size_or_sections, dim=0):
+    dim = dim % max(x.ndim, 1)
+    length = x.shape[dim]
+    if isinstance(split_size_or_sections, int):
+        if split_size_or_sections <= 0:
+            raise ValueError(f"split: split_size must be positive, got {split_size_or_sections}")
+        sizes = [min(split_size_or_sections, length - s) for s in range(0, length, split_size_or_sections)]
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != length:
+            raise ValueError(f"split: sections {sizes} add up to {sum(sizes)}, but dim {dim} has size {length}")
+    out, start = [], 0
+    for size in sizes:
+        out.append(narrow(x, dim, start, size))
+        start += size
+    return tuple(out)
+
+
+def chunk(x, chunks, dim=0):
+    length = x.shape[dim]
+    size = -(-length // chunks)
+    return split(x, size, dim)
+
+
+def _narrow(x, dim, start, length):
+    return _narrow_any(x, dim, start, start + length)
+
+
+def _pad_into(g, shape, dim, start):
+    """The gradient of a slice: g placed at [start:start+len] along dim, zeros elsewhere."""
+    if isinstance(g, Tensor):
+        return call(PAD_INTO, (g,), shape=shape, dim=dim, start=start)
+    full = np.zeros(shape, dtype=g.dtype)
+    _narrow_any(full, dim, start, start + g.shape[dim])[...] = g
+    return full
+
+
+NARROW = Op("narrow", _narrow, params=("dim", "start", "length"), derivatives={
+    "x": vjp("pad_into(g, x.shape, dim, start)",
+             lambda g, x, out, dim, start, length: _pad_into(g, x.shape, dim, start)),
+})
+PAD_INTO = Op("pad_into", _pad_into, ("g",), params=("shape", "dim", "start"), derivatives={
+    "g": vjp("narrow(h, dim, start, g.shape[dim])",
+             lambda h, g, out, shape, dim, start: _narrow_any(h, dim, start, start + g.shape[dim])),
+})
+
+
+def narrow(x, dim, start, length):
+    return call(NARROW, (x,), dim=dim % x.ndim, start=start, length=length)
+
+
+def clone(x):
+    return call(CLONE, (x,))
+
+
+CLONE = Op("clone", np.copy, derivatives={"x": vjp("g", lambda g, x, out: g)})
+
+
+__all__ = [
+    "BROADCAST_TO", "broadcast_to", "cat", "chunk", "clone", "concat", "expand", "flatten", "mT",
+    "narrow", "permute", "reshape", "split", "squeeze", "stack", "swapaxes", "t", "T", "to",
+    "transpose", "unsqueeze", "view",
+]
