@@ -1,5 +1,6 @@
 """Reductions. `dim` is an int, a tuple or None (everything); the rule puts the reduced axes back."""
 
+import builtins
 from collections import namedtuple
 
 import numpy as np
@@ -15,7 +16,8 @@ def _dims(x, dim):
     """Normalise `dim` to a sorted tuple of non-negative axes, or None for all of them."""
     if dim is None:
         return None
-    ndim = max(x.ndim, 1)
+    # `max`, `min` and `sum` below are the ops of this module: the builtins are named explicitly.
+    ndim = builtins.max(x.ndim, 1)
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
     for dim_ in dims:
         if not -ndim <= dim_ < ndim:
@@ -196,7 +198,7 @@ def _extreme(name, arg, whole, x, dim, keepdim):
     _nonempty(name, x)
     if dim is None:
         return whole(x)
-    dim = dim % max(x.ndim, 1)
+    dim = dim % builtins.max(x.ndim, 1)
     if x.ndim == 0:
         return MaxMin(x, Tensor._wrap(np.array(0)))
     indices = np.expand_dims(arg(x.data, axis=dim), dim)

@@ -72,7 +72,7 @@ def flatten(x, start_dim=0, end_dim=-1):
     return reshape(x, shape) if start <= end else x
 
 
-TRANSPOSE = Op("transpose", np.swapaxes, params=("dim0", "dim1"), derivatives={
+TRANSPOSE = Op("transpose", lambda x, dim0, dim1: np.swapaxes(x, dim0, dim1), params=("dim0", "dim1"), derivatives={
     "x": vjp("swapaxes(g, dim0, dim1)", lambda g, x, out, dim0, dim1: d.swapaxes(g, dim0, dim1)),
 })
 
