@@ -6,6 +6,7 @@ and applies each node's rules once to the sum of everything that flowed into it.
 """
 
 import functools
+import heapq
 
 import numpy as np
 
@@ -157,21 +158,25 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
         key = tensor.grad_fn or tensor
         _accumulate(grads, key, _seed(tensor, gradient, create_graph))
 
-    roots = [t.grad_fn for t in outputs if t.grad_fn is not None]
-    order = _reverse_topological(roots)
+    # Newest node first: creation order is a topological order, so when a node leaves the heap
+    # every path into it has delivered its gradient.
+    roots = {t.grad_fn for t in outputs if t.grad_fn is not None}
+    heap = [(-node.seq, node) for node in roots]
+    heapq.heapify(heap)
     wanted = None
     captured = {}
     if targets is not None:
         target_keys = {t.grad_fn or t: t for t in targets}
-        wanted = _nodes_leading_to(order, target_keys)
+        wanted = _nodes_leading_to(roots, target_keys)
 
     previous_mode = state.enabled
     state.enabled = create_graph
+    anomaly = state.anomaly
+    pop, push = heapq.heappop, heapq.heappush
     try:
-        for node in order:
-            g = grads.pop(node, None)
-            if g is None:
-                continue
+        while heap:
+            node = pop(heap)[1]
+            g = grads.pop(node)
             if node.pre_hooks:
                 g = _run_hooks(node.pre_hooks, g, create_graph)
             if node.retained is not None:
@@ -181,10 +186,56 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
                     captured[target_keys[node]] = g
                 if node not in wanted:
                     continue
-            _apply_rules(node, g, grads, create_graph)
+            op = node.op
+            if node.freed:
+                raise RuntimeError(
+                    f"backward through the graph a second time: the values saved by {op.name} (and "
+                    "the rest of this graph) were freed by the first backward; pass "
+                    "retain_graph=True to the first backward() if you need to call it again"
+                )
+            if state.last_inplace > node.seq:
+                _check_versions(node)
+            if create_graph:
+                if not isinstance(g, Tensor):
+                    g = Tensor._wrap(g)
+                args = node.saved
+                out = None if node.out is None else Tensor._wrap(node.out, node)
+            else:
+                args = node.arrays
+                out = node.out
+            params = node.params
+            derivatives = op.derivatives
+            saved = node.saved
+            i = -1
+            for parent in node.next:
+                i += 1
+                if parent is None:
+                    continue
+                d = derivatives[i]
+                kind = d.kind
+                if kind is LOCAL:
+                    gi = g * (d.fn(*args, out, **params) if params else d.fn(*args, out))
+                elif kind is VJP:
+                    gi = d.fn(g, *args, out, **params) if params else d.fn(g, *args, out)
+                elif kind is IDENTITY:
+                    gi = g
+                else:
+                    gi = -g
+                if op.elementwise:
+                    placeholder = saved[i]
+                    if placeholder is not None and gi.shape != placeholder.shape:
+                        gi = sum_to(gi, placeholder.shape)
+                if anomaly:
+                    _check_finite(node, i, gi)
+                previous = grads.get(parent)
+                if previous is None:
+                    grads[parent] = gi
+                    if type(parent) is Node:
+                        push(heap, (-parent.seq, parent))
+                else:
+                    grads[parent] = previous + gi
             if not retain_graph:
-                node.saved = None
-                node.out = None
+                node.saved = node.arrays = node.out = None
                 node.freed = True
     finally:
         state.enabled = previous_mode
@@ -228,8 +279,8 @@ def _accumulate(grads, key, g):
     grads[key] = g if previous is None else previous + g
 
 
-def _reverse_topological(roots):
-    """All nodes reachable from `roots`, newest first (creation order is a topological order)."""
+def _nodes_leading_to(roots, target_keys):
+    """The nodes from which some target can be reached; backward skips the rest."""
     seen = set(roots)
     stack = list(roots)
     while stack:
@@ -238,17 +289,8 @@ def _reverse_topological(roots):
             if type(parent) is Node and parent not in seen:
                 seen.add(parent)
                 stack.append(parent)
-    return sorted(seen, key=_seq, reverse=True)
-
-
-def _seq(node):
-    return node.seq
-
-
-def _nodes_leading_to(order, target_keys):
-    """The nodes from which some target can be reached; backward skips the rest."""
     wanted = set()
-    for node in reversed(order):  # oldest first, so parents are decided before children
+    for node in sorted(seen, key=_seq):  # oldest first, so parents are decided before children
         for parent in node.next:
             if parent is not None and (parent in target_keys or parent in wanted):
                 wanted.add(node)
@@ -256,48 +298,8 @@ def _nodes_leading_to(order, target_keys):
     return wanted
 
 
-def _apply_rules(node, g, grads, create_graph):
-    op = node.op
-    if node.freed:
-        raise RuntimeError(
-            f"backward through the graph a second time: the values saved by {op.name} (and the "
-            "rest of this graph) were freed by the first backward; pass retain_graph=True to the "
-            "first backward() if you need to call it again"
-        )
-    if state.last_inplace > node.seq:
-        _check_versions(node)
-    saved = node.saved
-    if create_graph:
-        if not isinstance(g, Tensor):
-            g = Tensor._wrap(g)
-        args = saved
-        out = None if node.out is None else Tensor._wrap(node.out, node)
-    else:
-        args = [x.data if isinstance(x, Tensor) else x for x in saved]
-        out = node.out
-    params = node.params
-    derivatives = op.derivatives
-    for i, parent in enumerate(node.next):
-        if parent is None:
-            continue
-        d = derivatives[i]
-        kind = d.kind
-        if kind is LOCAL:
-            gi = g * (d.fn(*args, out, **params) if params else d.fn(*args, out))
-        elif kind is VJP:
-            gi = d.fn(g, *args, out, **params) if params else d.fn(g, *args, out)
-        elif kind is IDENTITY:
-            gi = g
-        else:
-            gi = -g
-        if op.elementwise:
-            shape = saved[i].shape
-            if gi.shape != shape:
-                gi = sum_to(gi, shape)
-        if state.anomaly:
-            _check_finite(node, i, gi)
-        previous = grads.get(parent)
-        grads[parent] = gi if previous is None else previous + gi
+def _seq(node):
+    return node.seq
 
 
 def _run_hooks(hooks, g, create_graph):

@@ -52,16 +52,17 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(?:\.[A-Za-z_][A-Za-z_0-9]*)?")
 class Op:
     """An operation, declared once: forward, per-input derivatives, and what backward must save.
 
-    What is saved is read off the formulas: an input named in some formula is kept until backward, and
-    so is `out`; an input used only as `x.shape` costs nothing. A generated test evaluates each formula
-    against its array code, so the two cannot drift apart.
+    What is saved is read off the formulas: an input named in the formula of a derivative that this
+    call needs is kept until backward, and so is `out`; an input used only as `x.shape` costs
+    nothing. (`keep` names inputs a rule needs although its formula does not show them.) A generated
+    test evaluates each formula against its array code, so the two cannot drift apart.
     """
 
-    __slots__ = ("name", "forward", "inputs", "derivatives", "save_inputs", "save_out",
-                 "elementwise", "params", "doc", "differentiable")
+    __slots__ = ("name", "forward", "inputs", "derivatives", "elementwise", "params", "doc",
+                 "differentiable", "uses", "keep", "plans")
 
     def __init__(self, name, forward, inputs=("x",), derivatives=None, elementwise=False,
-                 params=(), doc=""):
+                 params=(), doc="", keep=()):
         derivatives = derivatives or {}
         unknown = set(derivatives) - set(inputs)
         if unknown:
@@ -74,17 +75,40 @@ class Op:
         self.elementwise = elementwise
         self.params = tuple(params)
         self.doc = doc
-        used = set()
-        for d in derivatives.values():
-            for ident in _IDENTIFIER.findall(d.formula):
-                base, _, attr = ident.partition(".")
-                if attr not in ("shape", "ndim"):
-                    used.add(base)
-        self.save_inputs = tuple(i in used for i in inputs)
-        self.save_out = "out" in used
+        self.keep = frozenset(keep)
+        self.uses = tuple(_names_used(d.formula) if d is not None else (frozenset(), frozenset())
+                          for d in self.derivatives)
+        self.plans = {}
+
+    def plan(self, needs):
+        """For a pattern of which inputs need a gradient: which inputs to keep, which to keep the
+        shape of, and whether to keep the output."""
+        plan = self.plans.get(needs)
+        if plan is None:
+            values, shapes = set(self.keep), set()
+            for need, (used_values, used_shapes) in zip(needs, self.uses):
+                if need:
+                    values |= used_values
+                    shapes |= used_shapes
+            plan = (
+                tuple(name in values for name in self.inputs),
+                tuple(name in shapes for name in self.inputs),
+                "out" in values,
+            )
+            self.plans[needs] = plan
+        return plan
 
     def __repr__(self):
         return f"Op({self.name})"
+
+
+def _names_used(formula):
+    """The names a formula reads the value of, and those it reads only the shape of."""
+    values, shapes = set(), set()
+    for ident in _IDENTIFIER.findall(formula):
+        base, _, attr = ident.partition(".")
+        (shapes if attr in ("shape", "ndim") else values).add(base)
+    return frozenset(values), frozenset(shapes)
 
 
 class Shape:
@@ -101,37 +125,27 @@ class Shape:
 
 
 class Node:
-    """One recorded application of an op: the edges back to its inputs and what backward needs."""
+    """One recorded application of an op: the edges back to its inputs and what backward needs.
 
-    __slots__ = ("op", "next", "saved", "out", "params", "seq", "name", "pre_hooks", "retained",
-                 "trace", "freed", "out_modified", "out_shape", "__weakref__")
+    `saved` holds, per input, the Tensor or constant that backward needs, a `Shape`, or None;
+    `arrays` is the same with Tensors replaced by their arrays (what a normal backward computes
+    with; `saved` serves create_graph and the in-place checks).
+    """
+
+    __slots__ = ("op", "next", "saved", "arrays", "out", "params", "seq", "name", "pre_hooks",
+                 "retained", "trace", "freed", "out_modified", "out_shape", "__weakref__")
 
     def __repr__(self):
         return f"<Node {self.op.name}#{self.seq}{' ' + self.name if self.name else ''}>"
 
 
-def record(op, inputs, out_array, params):
-    """Build the node for `op(*inputs) -> out_array` and return the output tensor."""
-    nexts = []
-    saved = []
-    for x, d, keep in zip(inputs, op.derivatives, op.save_inputs):
-        if isinstance(x, Tensor):
-            if x.requires_grad and d is not None:
-                nexts.append(x.grad_fn or x)
-                saved.append(x if keep else Shape(x.data.shape))
-            else:
-                # Constants are kept whether or not a rule needs them: the explainer recomputes
-                # values from the graph, and a constant cannot be recovered any other way.
-                nexts.append(None)
-                saved.append(x)
-        else:
-            nexts.append(None)
-            saved.append(x)
+def _new_node(op, nexts, saved, arrays, out_array, keep_out, params):
     node = Node()
     node.op = op
-    node.next = tuple(nexts)
-    node.saved = tuple(saved)
-    node.out = out_array if op.save_out else None
+    node.next = nexts
+    node.saved = saved
+    node.arrays = arrays
+    node.out = out_array if keep_out else None
     node.out_shape = out_array.shape
     node.params = params
     state.counter += 1
@@ -143,26 +157,75 @@ def record(op, inputs, out_array, params):
     node.out_modified = False
     node.trace = _user_frame() if state.anomaly else None
     return Tensor._wrap(out_array, node)
+
+
+def _slot(x, need, keep, keep_shape, elementwise, out_shape):
+    """(edge, saved, array) for one input."""
+    if not need:
+        # Constants are kept whether or not a rule needs them: the explainer recomputes values
+        # from the graph, and a constant cannot be recovered any other way.
+        return None, x, (x.data if isinstance(x, Tensor) else x)
+    edge = x.grad_fn or x
+    if keep:
+        return edge, x, x.data
+    if keep_shape or (elementwise and x.data.shape != out_shape):
+        placeholder = Shape(x.data.shape)
+        return edge, placeholder, placeholder
+    return edge, None, None
+
+
+def record(op, inputs, out_array, params):
+    """Build the node for `op(*inputs) -> out_array` and return the output tensor."""
+    needs = tuple(isinstance(x, Tensor) and x.requires_grad and d is not None
+                  for x, d in zip(inputs, op.derivatives))
+    keep, keep_shape, keep_out = op.plan(needs)
+    out_shape = out_array.shape
+    slots = [_slot(x, n, k, s, op.elementwise, out_shape)
+             for x, n, k, s in zip(inputs, needs, keep, keep_shape)]
+    return _new_node(op, tuple(s[0] for s in slots), tuple(s[1] for s in slots),
+                     tuple(s[2] for s in slots), out_array, keep_out, params)
+
+
+def record_binary(op, a, b, out_array, need_a, need_b):
+    """`record` for two-input elementwise ops, unrolled: this is the hot path of small-tensor work."""
+    keep, keep_shape, keep_out = op.plan((need_a, need_b))
+    out_shape = out_array.shape
+    if need_a:
+        ea = a.grad_fn or a
+        if keep[0]:
+            sa, aa = a, a.data
+        elif keep_shape[0] or a.data.shape != out_shape:
+            sa = aa = Shape(a.data.shape)
+        else:
+            sa = aa = None
+    else:
+        ea, sa = None, a
+        aa = a.data if isinstance(a, Tensor) else a
+    if need_b:
+        eb = b.grad_fn or b
+        if keep[1]:
+            sb = b
+            ab = b.data
+        elif keep_shape[1] or b.data.shape != out_shape:
+            sb = ab = Shape(b.data.shape)
+        else:
+            sb = ab = None
+    else:
+        eb, sb = None, b
+        ab = b.data if isinstance(b, Tensor) else b
+    return _new_node(op, (ea, eb), (sa, sb), (aa, ab), out_array, keep_out, None)
 
 
 def record_unary(op, x, out_array, params):
-    """`record` for the common one-input case, without the loops."""
-    node = Node()
-    node.op = op
-    node.next = (x.grad_fn or x,)
-    node.saved = (x,) if op.save_inputs[0] else (Shape(x.data.shape),)
-    node.out = out_array if op.save_out else None
-    node.out_shape = out_array.shape
-    node.params = params
-    state.counter += 1
-    node.seq = state.counter
-    node.name = None
-    node.pre_hooks = None
-    node.retained = None
-    node.freed = False
-    node.out_modified = False
-    node.trace = _user_frame() if state.anomaly else None
-    return Tensor._wrap(out_array, node)
+    """`record` for the one-input case, without the loops."""
+    keep, keep_shape, keep_out = op.plan((True,))
+    if keep[0]:
+        saved, array = x, x.data
+    elif keep_shape[0] or (op.elementwise and x.data.shape != out_array.shape):
+        saved = array = Shape(x.data.shape)
+    else:
+        saved = array = None
+    return _new_node(op, (x.grad_fn or x,), (saved,), (array,), out_array, keep_out, params)
 
 
 def apply(op, inputs, params=None):

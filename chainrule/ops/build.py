@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from ..engine import dtypes
-from ..engine.op import apply, record, record_unary, shape_error
+from ..engine.op import apply, record_binary, record_unary, shape_error
 from ..engine.state import state
 from ..engine.tensor import Tensor
 
@@ -53,35 +53,38 @@ def cast(x, dtype):
 def binary(op):
     """The public function for a two-input elementwise op."""
     forward = op.forward
+    differentiable = op.differentiable
 
     def fn(a, b):
         if isinstance(a, Tensor):
+            ad = a.data
+            need_a = a.requires_grad
             if isinstance(b, Tensor):
-                if a.data.dtype != b.data.dtype:
-                    a, b = promote_pair(a, b)
                 bd = b.data
-                grad = a.requires_grad or b.requires_grad
+                if ad.dtype != bd.dtype:
+                    return fn(*promote_pair(a, b))
+                need_b = b.requires_grad
+            elif type(b) is float and ad.dtype.kind == "f":
+                bd, need_b = b, False
             else:
                 b = scalar_operand(b, a)
                 if isinstance(b, Tensor):
                     return fn(a, b)
-                bd = b
-                grad = a.requires_grad
-            ad = a.data
-        else:
-            if not isinstance(b, Tensor):
-                return fn(as_tensor(a), b)
+                bd, need_b = b, False
+        elif isinstance(b, Tensor):
             a = scalar_operand(a, b)
             if isinstance(a, Tensor):
                 return fn(a, b)
             ad, bd = a, b.data
-            grad = b.requires_grad
+            need_a, need_b = False, b.requires_grad
+        else:
+            return fn(as_tensor(a), b)
         try:
             out = forward(ad, bd)
         except ValueError as error:
             raise shape_error(op, (a, b), error) from None
-        if grad and state.enabled and out.dtype.kind == "f":
-            return record(op, (a, b), out, None)
+        if (need_a or need_b) and state.enabled and differentiable and out.dtype.kind == "f":
+            return record_binary(op, a, b, out, need_a, need_b)
         return Tensor._wrap(out)
 
     fn.__name__ = op.name

@@ -115,9 +115,8 @@ def _einsum_op(n):
             names,
             {name: _einsum_rule(i) for i, name in enumerate(names)},
             params=("subscripts", "output"),
+            keep=names,  # every operand is needed by the others' rules
         )
-        # every operand is needed by the others' rules
-        _einsum_ops[n].save_inputs = (True,) * n
     return _einsum_ops[n]
 
 

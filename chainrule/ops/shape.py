@@ -17,12 +17,12 @@ def _sizes(shape):
     return tuple(int(s) for s in shape)
 
 
-def _to(x, dtype):
+def _to(x, dtype, source):
     return x.astype(dtype)
 
 
-TO = Op("to", _to, params=("dtype",), derivatives={
-    "x": vjp("g.to(x.dtype)", lambda g, x, out, dtype: _cast(g, x.dtype)),
+TO = Op("to", _to, params=("dtype", "source"), derivatives={
+    "x": vjp("g.to(source)", lambda g, x, out, dtype, source: _cast(g, source)),
 })
 
 
@@ -37,11 +37,7 @@ def to(x, dtype):
         return x
     if x.requires_grad and dtype.kind != "f":
         return Tensor._wrap(x.data.astype(dtype))
-    return call(TO, (x,), dtype=dtype)
-
-
-# The cast rule needs the input dtype, which a Shape placeholder does not carry: keep the input.
-TO.save_inputs = (True,)
+    return call(TO, (x,), dtype=dtype, source=x.dtype)
 
 RESHAPE = Op("reshape", np.reshape, params=("shape",), derivatives={
     "x": vjp("g.reshape(x.shape)", lambda g, x, out, shape: g.reshape(x.shape)),
