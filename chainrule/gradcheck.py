@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .engine.autograd import grad
+from .engine.autograd import enable_grad, grad
 from .engine.state import state
 from .engine.tensor import Tensor
 
@@ -50,12 +50,23 @@ def _analytic_jacobians(fn, inputs, wanted):
             if not out.requires_grad:
                 rows.append([np.zeros(inputs[i].data.size) for i in wanted])
                 continue
-            gs = grad(out, [inputs[i] for i in wanted], grad_outputs=Tensor._wrap(seed),
-                      retain_graph=True, allow_unused=True)
-            rows.append([np.zeros(inputs[i].data.size) if g is None else g.data.reshape(-1)
-                         for i, g in zip(wanted, gs)])
-    return [np.array([row[n] for row in rows]).reshape(-1, inputs[i].data.size)
-            for n, i in enumerate(wanted)]
+            gs = grad(
+                out,
+                [inputs[i] for i in wanted],
+                grad_outputs=Tensor._wrap(seed),
+                retain_graph=True,
+                allow_unused=True,
+            )
+            rows.append(
+                [
+                    np.zeros(inputs[i].data.size) if g is None else g.data.reshape(-1)
+                    for i, g in zip(wanted, gs, strict=True)
+                ]
+            )
+    return [
+        np.array([row[n] for row in rows]).reshape(-1, inputs[i].data.size)
+        for n, i in enumerate(wanted)
+    ]
 
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
@@ -65,7 +76,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
     wanted = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     for i in wanted:
         if inputs[i].dtype != np.float64:
-            raise GradcheckError(f"gradcheck: input {i} is {inputs[i].dtype}; use float64 for finite differences")
+            raise GradcheckError(
+                f"gradcheck: input {i} is {inputs[i].dtype}; use float64 for finite differences"
+            )
     analytic = _analytic_jacobians(fn, inputs, wanted)
     for n, i in enumerate(wanted):
         numeric = _numeric_jacobian(fn, inputs, i, eps)
@@ -77,8 +90,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
             out_k, elem = (int(v) for v in np.argwhere(bad)[0])
             where = np.unravel_index(elem, inputs[i].shape) if inputs[i].ndim else ()
             message = (
-                f"gradcheck: input {i} at index {tuple(int(w) for w in where)} (output element {out_k}): "
-                f"analytic {a[out_k, elem]!r} but numeric {numeric[out_k, elem]!r} "
+                f"gradcheck: input {i} at index {tuple(int(w) for w in where)} "
+                f"(output element {out_k}): "
+                f"analytic {float(a[out_k, elem])!r} but numeric {float(numeric[out_k, elem])!r} "
                 f"(atol={atol}, rtol={rtol})"
             )
             if raise_exception:
@@ -87,8 +101,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
     return True
 
 
-def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
-                  raise_exception=True, seed=0):
+def gradgradcheck(
+    fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, seed=0
+):
     """gradcheck of the first-order gradients (taken with create_graph=True) against finite
     differences of themselves: checks second derivatives."""
     inputs = _as_tuple(inputs)
@@ -100,9 +115,19 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
     wanted = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
 
     def first_order(*args):
-        outs = [o for o in _outputs(fn, args) if o.requires_grad]
-        gs = grad(outs, [args[i] for i in wanted], grad_outputs=list(grad_outputs[: len(outs)]),
-                  create_graph=True, allow_unused=True)
+        # gradcheck evaluates this under no_grad for its finite differences; the first-order
+        # gradients need a recorded graph all the same.
+        with enable_grad():
+            outs = [o for o in _outputs(fn, args) if o.requires_grad]
+            gs = grad(
+                outs,
+                [args[i] for i in wanted],
+                grad_outputs=list(grad_outputs[: len(outs)]),
+                create_graph=True,
+                allow_unused=True,
+            )
         return tuple(g for g in gs if g is not None)
 
-    return gradcheck(first_order, inputs, eps=eps, atol=atol, rtol=rtol, raise_exception=raise_exception)
+    return gradcheck(
+        first_order, inputs, eps=eps, atol=atol, rtol=rtol, raise_exception=raise_exception
+    )

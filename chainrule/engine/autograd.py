@@ -217,6 +217,8 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
                     gi = g * (d.fn(*args, out, **params) if params else d.fn(*args, out))
                 elif kind is VJP:
                     gi = d.fn(g, *args, out, **params) if params else d.fn(g, *args, out)
+                    if gi is None:  # a custom Function's backward returned None: no gradient
+                        continue
                 elif kind is IDENTITY:
                     gi = g
                 else:

@@ -1,5 +1,7 @@
 """User-defined operations: `autograd.Function` with static forward/backward, as in PyTorch."""
 
+import weakref
+
 import numpy as np
 
 from .op import Op, apply, vjp
@@ -15,13 +17,30 @@ class FunctionCtx:
 
     @property
     def saved_tensors(self):
-        return getattr(self, "_saved", ())
+        saved = getattr(self, "_saved", ())
+        output = getattr(self, "_output", None)
+        if output is None:
+            return saved
+        # Forward's result, saved, comes back as the recorded output, so that a backward written
+        # in differentiable ops is itself differentiable through it (exp's backward `g * out`).
+        array, node_ref = output
+        node = node_ref() if node_ref is not None else None
+        return tuple(
+            (Tensor._wrap(array, node) if node is not None else Tensor._wrap(array))
+            if t is _OUTPUT
+            else t
+            for t in saved
+        )
 
     def mark_non_differentiable(self, *tensors):
         pass
 
     def set_materialize_grads(self, value):
         pass
+
+
+# Stands in for forward's result among the saved tensors (see FunctionCtx.saved_tensors).
+_OUTPUT = object()
 
 
 class Function:
@@ -51,9 +70,17 @@ class Function:
             raise TypeError(
                 f"{cls.__name__}.forward must return one Tensor, got {type(result).__name__}"
             )
-        op = _op_for(cls, len(args))
-        output = result.data
-        return apply(op, args, {"ctx": ctx, "forward_result": output})
+        saved = getattr(ctx, "_saved", ())
+        keeps_output = any(t is result for t in saved) and not any(t is result for t in args)
+        if keeps_output:
+            ctx._saved = tuple(_OUTPUT if t is result else t for t in saved)
+        # ctx is the op's last input (a constant without a gradient), so the engine drops it, and
+        # the tensors it saved, with the rest of the node's saved values after backward.
+        output = apply(_op_for(cls, len(args)), (*args, ctx), {"forward_result": result.data})
+        if keeps_output:
+            node = output.grad_fn
+            ctx._output = (output.data, None if node is None else weakref.ref(node))
+        return output
 
 
 def _op_for(cls, n):
@@ -65,34 +92,40 @@ def _op_for(cls, n):
         names = tuple(f"arg{i}" for i in range(n))
         cache[n] = Op(
             cls.__name__,
-            lambda *xs, ctx, forward_result: forward_result,
-            names,
-            {name: vjp(f"{cls.__name__}.backward(ctx, g)[{i}]", _rule(cls, i)) for i, name in enumerate(names)},
-            params=("ctx", "forward_result"),
+            _forward,
+            (*names, "ctx"),
+            {
+                name: vjp(f"{cls.__name__}.backward(ctx, g)[{i}]", _rule(cls, i, n))
+                for i, name in enumerate(names)
+            },
+            params=("forward_result",),
         )
     return cache[n]
 
 
-def _rule(cls, i):
-    def rule(g, *args, ctx, forward_result):
-        args = args[:-1]  # drop `out`
+def _forward(*arrays, forward_result):
+    return forward_result
+
+
+def _rule(cls, i, n):
+    def rule(g, *args, forward_result):
+        ctx = args[n]  # args: the n forward arguments, ctx, then the op's output
+        # backward runs once per call; each input's rule picks its own gradient from the tuple.
         if getattr(ctx, "_grads_for", None) is not g:
-            tensor_mode = isinstance(g, Tensor)
-            grads = cls.backward(ctx, g if tensor_mode else Tensor._wrap(g))
+            grads = cls.backward(ctx, g if isinstance(g, Tensor) else Tensor._wrap(g))
             if not isinstance(grads, tuple):
                 grads = (grads,)
-            if len(grads) != len(args):
+            if len(grads) != n:
                 raise RuntimeError(
                     f"{cls.__name__}.backward returned {len(grads)} gradients but forward took "
-                    f"{len(args)} arguments; return one per argument (None where there is none)"
+                    f"{n} arguments; return one per argument (None where there is none)"
                 )
             ctx._grads_for, ctx._grads = g, grads
         gi = ctx._grads[i]
-        if gi is None:
-            zeros = np.zeros(args[i].shape, dtype=g.dtype)
-            return Tensor._wrap(zeros) if isinstance(g, Tensor) else zeros
+        if gi is None:  # no gradient flows to this input, as in PyTorch
+            return None
         if isinstance(g, Tensor):
-            return gi
+            return gi if isinstance(gi, Tensor) else Tensor._wrap(np.asarray(gi))
         return gi.data if isinstance(gi, Tensor) else np.asarray(gi)
 
     return rule
