@@ -22,3 +22,4 @@ from .ops import abs, max, min, pow, sum  # noqa: A004 - PyTorch's names, explic
 from . import nn  # noqa: E402 - nn builds on ops
 
 __version__ = "0.1.0"
+from . import datasets  # noqa: E402 - data sets as tensors, on top of ops
