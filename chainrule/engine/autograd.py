@@ -10,7 +10,7 @@ import heapq
 
 import numpy as np
 
-from .broadcast import sum_to
+from .broadcast import sum_to, sum_to_array
 from .op import IDENTITY, LOCAL, NEGATE, VJP, Node
 from .state import state
 from .tensor import Tensor
@@ -226,7 +226,8 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
                 if op.elementwise:
                     placeholder = saved[i]
                     if placeholder is not None and gi.shape != placeholder.shape:
-                        gi = sum_to(gi, placeholder.shape)
+                        gi = (sum_to(gi, placeholder.shape) if create_graph
+                              else sum_to_array(gi, placeholder.shape))
                 if anomaly:
                     _check_finite(node, i, gi)
                 previous = grads.get(parent)
@@ -248,6 +249,8 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
         if leaf._hooks:
             g = _run_hooks(leaf._hooks, g, create_graph)
         if not create_graph:
+            if type(g) is not np.ndarray:
+                g = np.asarray(g)
             if g.dtype != leaf.data.dtype:
                 g = g.astype(leaf.data.dtype)
             # A gradient can reach two leaves as one array (through `a + b`), or as a read-only
@@ -272,7 +275,7 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
     if targets is not None and not create_graph:
         for key, g in captured.items():
             if not isinstance(g, Tensor):
-                captured[key] = Tensor._wrap(g.copy())
+                captured[key] = Tensor._wrap(np.array(g))
     return captured
 
 
@@ -324,7 +327,7 @@ def _retain(node, g, create_graph):
     tensor = node.retained()
     if tensor is None:
         return
-    value = g if create_graph else Tensor._wrap(np.array(g, copy=True))
+    value = g if create_graph else Tensor._wrap(np.array(g))
     tensor.grad = value if tensor.grad is None else tensor.grad + value
 
 

@@ -16,11 +16,14 @@ def sum_to_array(g, shape):
         return g
     lead = g.ndim - len(shape)
     if lead:
-        g = g.sum(axis=tuple(range(lead)))
+        g = _add_reduce(g, tuple(range(lead)))
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
     if stretched:
-        g = g.sum(axis=stretched, keepdims=True)
+        g = _add_reduce(g, stretched, keepdims=True)
     return g
+
+
+_add_reduce = np.add.reduce
 
 
 def sum_to(g, shape):

@@ -244,6 +244,19 @@ def apply(op, inputs, params=None):
     return Tensor._wrap(out)
 
 
+def apply_unary(op, x, params):
+    """`apply` for one Tensor input: the common case of reductions and ops with parameters."""
+    try:
+        out = op.forward(x.data, **params) if params else op.forward(x.data)
+    except (ValueError, IndexError) as error:
+        raise shape_error(op, (x,), error) from None
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    if x.requires_grad and state.enabled and op.differentiable and out.dtype.kind == "f":
+        return record_unary(op, x, out, params)
+    return Tensor._wrap(out)
+
+
 def shape_error(op, inputs, error):
     shapes = " and ".join(
         str(tuple(x.data.shape)) if isinstance(x, Tensor) else type(x).__name__ for x in inputs

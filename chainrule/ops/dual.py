@@ -90,7 +90,13 @@ def unreduce(g, shape, dim, keepdim):
         g = g.reshape(_kept_shape(shape, dim))
     elif dim is None and not keepdim:
         g = g.reshape((1,) * len(shape))
-    return broadcast_to(g, shape)
+    if isinstance(g, Tensor):
+        return broadcast_to(g, shape)
+    # A filled array rather than np.broadcast_to's view: as fast for the sizes reductions see, and
+    # writable, so a leaf can keep it as its gradient without a copy.
+    full = np.empty(shape, dtype=g.dtype)
+    full[...] = g
+    return full
 
 
 def _kept_shape(shape, dim):
@@ -113,12 +119,17 @@ def softmax(x, dim):
     return shifted / np.sum(shifted, axis=dim, keepdims=True)
 
 
+# Python floats: a NumPy float64 scalar would turn float32 arrays into float64 (NumPy 2 rules).
+_INV_SQRT_2PI = float(1 / np.sqrt(2 * np.pi))
+_SQRT_HALF = float(np.sqrt(0.5))
+
+
 def normal_pdf(x):
-    return exp(-0.5 * x * x) * (1 / np.sqrt(2 * np.pi))
+    return exp(-0.5 * x * x) * _INV_SQRT_2PI
 
 
 def normal_cdf(x):
-    return 0.5 * (1 + erf(x * (1 / np.sqrt(2))))
+    return 0.5 * (1 + erf(x * _SQRT_HALF))
 
 
 def ties(x, out, shape, dim, keepdim):

@@ -87,8 +87,9 @@ SIGMOID = Op("sigmoid", special.expit,
              elementwise=True)
 RELU = Op("relu", lambda x: np.maximum(x, 0, dtype=x.dtype),
           derivatives={"x": local("out > 0", lambda x, out: out > 0)}, elementwise=True)
+_TWO_OVER_SQRT_PI = float(2 / np.sqrt(np.pi))  # a Python float keeps float32 float32
 ERF = Op("erf", special.erf, derivatives={
-    "x": local("2 / sqrt(pi) * exp(-x**2)", lambda x, out: (2 / np.sqrt(np.pi)) * d.exp(-x * x)),
+    "x": local("2 / sqrt(pi) * exp(-x**2)", lambda x, out: _TWO_OVER_SQRT_PI * d.exp(-x * x)),
 }, elementwise=True)
 SIGN = Op("sign", np.sign, derivatives={"x": vjp("zeros_like(g)", lambda g, x, out: d.zeros_like(g))},
           elementwise=True)
@@ -109,13 +110,25 @@ sign = unary(SIGN)
 
 
 def _softplus(x, beta, threshold):
-    bx = x * beta
-    return np.where(bx > threshold, x, np.logaddexp(0, bx) / beta)
+    bx = x if beta == 1 else x * beta
+    out = np.logaddexp(0, bx)
+    if beta != 1:
+        out /= beta
+    np.copyto(out, x, where=bx > threshold)
+    return out
+
+
+def _softplus_local(x, out, beta, threshold):
+    bx = x if beta == 1 else x * beta
+    if isinstance(x, Tensor):
+        return d.where(bx > threshold, 1.0, d.sigmoid(bx))
+    slope = special.expit(bx)
+    np.copyto(slope, 1.0, where=bx > threshold)
+    return slope
 
 
 SOFTPLUS = Op("softplus", _softplus, params=("beta", "threshold"), derivatives={
-    "x": local("where(beta * x > threshold, 1, sigmoid(beta * x))",
-               lambda x, out, beta, threshold: d.where(x * beta > threshold, 1.0, d.sigmoid(x * beta))),
+    "x": local("where(beta * x > threshold, 1, sigmoid(beta * x))", _softplus_local),
 }, elementwise=True)
 
 
@@ -124,13 +137,15 @@ def softplus(x, beta=1.0, threshold=20.0):
     return call(SOFTPLUS, (x,), beta=beta, threshold=threshold)
 
 
+# Python floats, not NumPy scalars: NumPy 2 would promote float32 arrays to float64 with those.
 _SQRT_2_OVER_PI = float(np.sqrt(2 / np.pi))
+_SQRT_HALF = float(np.sqrt(0.5))
 
 
 def _gelu(x, approximate):
     if approximate == "tanh":
         return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
-    return x * (0.5 * (1 + special.erf(x / np.sqrt(2))))
+    return x * (0.5 * (1 + special.erf(x * _SQRT_HALF)))
 
 
 def _gelu_local(x, out, approximate):

@@ -13,65 +13,68 @@ from ..engine.tensor import Tensor
 from . import elementwise as ew
 
 
-def _operand(value):
-    return value.data if isinstance(value, Tensor) else value
+def _recording(x, other=None):
+    return state.enabled and (x.requires_grad or (isinstance(other, Tensor) and other.requires_grad))
 
 
-def _inplace(name, x, compute, mutate, *operands):
-    recording = state.enabled and (x.requires_grad or any(
-        isinstance(v, Tensor) and v.requires_grad for v in operands))
-    if recording:
-        if x.grad_fn is None and x.requires_grad:
-            raise RuntimeError(
-                f"{name} on a leaf tensor that requires grad: an in-place change would be lost to "
-                "autograd. Do it under `with cr.no_grad():` (as optimizers do) or on a copy"
-            )
-        result = compute()
-        x._bump_version()
-        x.data, x.grad_fn, x.requires_grad = result.data.astype(x.dtype, copy=False), result.grad_fn, True
-        return x
-    mutate()
+def _rebind(name, x, result):
+    """Record an in-place op on a tensor in a graph: x takes the result's value and node."""
+    if x.grad_fn is None and x.requires_grad:
+        raise RuntimeError(
+            f"{name} on a leaf tensor that requires grad: an in-place change would be lost to "
+            "autograd. Do it under `with cr.no_grad():` (as optimizers do) or on a copy"
+        )
+    x._bump_version()
+    x.data, x.grad_fn, x.requires_grad = result.data.astype(x.dtype, copy=False), result.grad_fn, True
+    return x
+
+
+def _scaled(other, alpha):
+    return other if alpha == 1 else ew.mul(other, alpha)
+
+
+def add_(x, other, alpha=1):
+    if _recording(x, other):
+        return _rebind("add_", x, ew.add(x, _scaled(other, alpha)))
+    o = other.data if isinstance(other, Tensor) else other
+    np.add(x.data, o if alpha == 1 else np.multiply(o, alpha), out=x.data, casting="same_kind")
     x._bump_version()
     return x
 
 
-def add_(x, other, alpha=1):
-    o = _operand(other)
-
-    def mutate():
-        np.add(x.data, o if alpha == 1 else np.multiply(o, alpha), out=x.data, casting="same_kind")
-
-    return _inplace("add_", x, lambda: ew.add(x, other if alpha == 1 else ew.mul(other, alpha)), mutate, other)
-
-
 def sub_(x, other, alpha=1):
-    o = _operand(other)
-
-    def mutate():
-        np.subtract(x.data, o if alpha == 1 else np.multiply(o, alpha), out=x.data, casting="same_kind")
-
-    return _inplace("sub_", x, lambda: ew.sub(x, other if alpha == 1 else ew.mul(other, alpha)), mutate, other)
+    if _recording(x, other):
+        return _rebind("sub_", x, ew.sub(x, _scaled(other, alpha)))
+    o = other.data if isinstance(other, Tensor) else other
+    np.subtract(x.data, o if alpha == 1 else np.multiply(o, alpha), out=x.data, casting="same_kind")
+    x._bump_version()
+    return x
 
 
 def mul_(x, other):
-    o = _operand(other)
-    return _inplace("mul_", x, lambda: ew.mul(x, other),
-                    lambda: np.multiply(x.data, o, out=x.data, casting="same_kind"), other)
+    if _recording(x, other):
+        return _rebind("mul_", x, ew.mul(x, other))
+    np.multiply(x.data, other.data if isinstance(other, Tensor) else other, out=x.data,
+                casting="same_kind")
+    x._bump_version()
+    return x
 
 
 def div_(x, other):
-    o = _operand(other)
-    return _inplace("div_", x, lambda: ew.div(x, other),
-                    lambda: np.divide(x.data, o, out=x.data, casting="same_kind"), other)
+    if _recording(x, other):
+        return _rebind("div_", x, ew.div(x, other))
+    np.divide(x.data, other.data if isinstance(other, Tensor) else other, out=x.data,
+              casting="same_kind")
+    x._bump_version()
+    return x
 
 
 def fill_(x, value):
-    v = _operand(value)
-
-    def compute():
-        return ew.add(ew.mul(x, 0.0), value)
-
-    return _inplace("fill_", x, compute, lambda: x.data.fill(v) if np.ndim(v) == 0 else x.data.__setitem__(..., v), value)
+    if _recording(x, value):
+        return _rebind("fill_", x, ew.add(ew.mul(x, 0.0), value))
+    x.data[...] = value.data if isinstance(value, Tensor) else value
+    x._bump_version()
+    return x
 
 
 def zero_(x):
@@ -79,23 +82,21 @@ def zero_(x):
 
 
 def copy_(x, src):
-    src_data = _operand(src)
-    if np.broadcast_shapes(np.shape(src_data), x.shape) != x.shape:
-        raise ValueError(f"copy_: cannot copy shape {np.shape(src_data)} into shape {tuple(x.shape)}")
-
-    def compute():
+    src_data = src.data if isinstance(src, Tensor) else np.asarray(src)
+    if np.broadcast_shapes(src_data.shape, x.shape) != x.shape:
+        raise ValueError(f"copy_: cannot copy shape {src_data.shape} into shape {tuple(x.shape)}")
+    if _recording(x, src):
         from .shape import broadcast_to, to
 
-        return to(broadcast_to(src, x.shape), x.dtype) + ew.mul(x, 0.0)
-
-    def mutate():
-        np.copyto(x.data, src_data, casting="unsafe")
-
-    return _inplace("copy_", x, compute, mutate, src)
+        return _rebind("copy_", x, to(broadcast_to(src, x.shape), x.dtype) + ew.mul(x, 0.0))
+    np.copyto(x.data, src_data, casting="unsafe")
+    x._bump_version()
+    return x
 
 
-def clamp_(x, min=None, max=None):  # noqa: A002
-    def mutate():
-        np.clip(x.data, -np.inf if min is None else min, np.inf if max is None else max, out=x.data)
-
-    return _inplace("clamp_", x, lambda: ew.clamp(x, min, max), mutate)
+def clamp_(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
+    if _recording(x):
+        return _rebind("clamp_", x, ew.clamp(x, min, max))
+    np.clip(x.data, -np.inf if min is None else min, np.inf if max is None else max, out=x.data)
+    x._bump_version()
+    return x

@@ -30,7 +30,7 @@ def _count(x, dims):
 
 
 def _sum(x, dim, keepdim):
-    return np.sum(x, axis=dim, keepdims=keepdim)
+    return np.add.reduce(x, axis=dim, keepdims=keepdim)
 
 
 SUM = Op("sum", _sum, params=("dim", "keepdim"), derivatives={
