@@ -35,8 +35,8 @@ def _matmul_grad_b(g, a, b, out):
 
 
 MATMUL = Op("matmul", np.matmul, ("a", "b"), {
-    "a": vjp("g @ b.mT", _matmul_grad_a),
-    "b": vjp("a.mT @ g", _matmul_grad_b),
+    "a": vjp("sum_to(g @ b.mT, a.shape)", _matmul_grad_a),
+    "b": vjp("sum_to(a.mT @ g, b.shape)", _matmul_grad_b),
 })
 
 

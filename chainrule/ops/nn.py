@@ -3,7 +3,7 @@ over memory (a linear layer, softmax, log-softmax)."""
 
 import numpy as np
 
-from ..engine.op import Op, vjp
+from ..engine.op import Op, apply, vjp
 from . import dual as d
 from .build import as_tensor, call, promote_pair
 
@@ -50,7 +50,8 @@ def linear(input, weight, bias=None):  # noqa: A002 - PyTorch's argument names
             from .shape import to
 
             bias = to(bias, weight.dtype)
-    return call(LINEAR, (x, weight, bias))
+    # apply, not call: a missing bias stays None rather than becoming a tensor.
+    return apply(LINEAR, (x, weight, bias), {})
 
 
 def _softmax(x, dim):
