@@ -48,12 +48,17 @@ def value_and_grad(f, argnums=0, has_aux=False):
         state.enabled = True
         try:
             result = f(*args, **kwargs)
-            value, aux = (result if has_aux else (result, None))
+            value, aux = result if has_aux else (result, None)
             if not isinstance(value, Tensor) or value.data.size != 1:
                 shape = getattr(value, "shape", type(value).__name__)
                 raise ValueError(f"grad: the function must return a scalar Tensor, got {shape}")
-            grads = _grad(value, [args[n] for n in nums], create_graph=nested, allow_unused=True,
-                          materialize_grads=True)
+            grads = _grad(
+                value,
+                [args[n] for n in nums],
+                create_graph=nested,
+                allow_unused=True,
+                materialize_grads=True,
+            )
         finally:
             state.enabled = previous
         value = value if nested else value.detach()
@@ -89,9 +94,18 @@ def vjp(f, *primals):
     def vjp_fn(v):
         v = v if isinstance(v, Tensor) else Tensor(np.asarray(v, dtype=output.dtype))
         if v.shape != output.shape:
-            raise ValueError(f"vjp_fn: cotangent has shape {tuple(v.shape)}, output has {tuple(output.shape)}")
-        grads = _grad(output, args, grad_outputs=v, retain_graph=True, create_graph=nested,
-                      allow_unused=True, materialize_grads=True)
+            raise ValueError(
+                f"vjp_fn: cotangent has shape {tuple(v.shape)}, output has {tuple(output.shape)}"
+            )
+        grads = _grad(
+            output,
+            args,
+            grad_outputs=v,
+            retain_graph=True,
+            create_graph=nested,
+            allow_unused=True,
+            materialize_grads=True,
+        )
         return tuple(g if nested else g.detach() for g in grads)
 
     return (output if nested else output.detach()), vjp_fn
@@ -99,7 +113,8 @@ def vjp(f, *primals):
 
 def jacobian(f, argnums=0):
     """The function giving d f / d x, of shape f(x).shape + x.shape, by reverse mode (one backward
-    pass per output element)."""
+    pass per output element). As in torch.func.jacrev, a tuple of outputs gives a tuple of
+    jacobians, one per output, and a tuple `argnums` one jacobian per argument inside that."""
 
     def wrapper(*args, **kwargs):
         args, nums, nested = _prepare(args, argnums)
@@ -107,25 +122,44 @@ def jacobian(f, argnums=0):
         state.enabled = True
         try:
             output = f(*args, **kwargs)
-            flat = output.reshape(-1)
-            per_input = [[] for _ in nums]
-            for k in range(flat.shape[0]):
-                grads = _grad(flat[k], [args[n] for n in nums], retain_graph=True,
-                              create_graph=nested, allow_unused=True, materialize_grads=True)
-                for slot, g in zip(per_input, grads):
-                    slot.append(g)
-            results = []
-            for n, slot in zip(nums, per_input):
-                shape = tuple(output.shape) + tuple(args[n].shape)
-                if slot:
-                    results.append(stack(slot).reshape(shape))
-                else:
-                    results.append(Tensor._wrap(np.zeros(shape, dtype=args[n].dtype)))
+            outputs = output if isinstance(output, tuple) else (output,)
+            jacobians = tuple(
+                _finish(_jacobian_of(out, [args[n] for n in nums], nested), nested, argnums)
+                for out in outputs
+            )
         finally:
             state.enabled = previous
-        return _finish(results, nested, argnums)
+        return jacobians if isinstance(output, tuple) else jacobians[0]
 
     return wrapper
+
+
+def _jacobian_of(output, inputs, nested):
+    """d output / d input for each input, each of shape output.shape + input.shape."""
+    if not isinstance(output, Tensor):
+        raise TypeError(f"jacobian: the function must return Tensors, got {type(output).__name__}")
+    flat = output.reshape(-1)
+    per_input = [[] for _ in inputs]
+    if output.requires_grad:
+        for k in range(flat.shape[0]):
+            grads = _grad(
+                flat[k],
+                inputs,
+                retain_graph=True,
+                create_graph=nested,
+                allow_unused=True,
+                materialize_grads=True,
+            )
+            for slot, g in zip(per_input, grads, strict=True):
+                slot.append(g)
+    results = []
+    for x, slot in zip(inputs, per_input, strict=True):
+        shape = tuple(output.shape) + tuple(x.shape)
+        if slot:
+            results.append(stack(slot).reshape(shape))
+        else:  # the output does not depend on any input (or has no elements)
+            results.append(Tensor._wrap(np.zeros(shape, dtype=x.dtype)))
+    return results
 
 
 jacrev = jacobian
