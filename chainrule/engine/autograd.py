@@ -136,7 +136,7 @@ def _seed(tensor, gradient, create_graph):
                 f"this tensor has shape {tuple(tensor.shape)}; pass gradient= of that shape "
                 "(or reduce it first, e.g. .sum())"
             )
-        seed = np.ones_like(tensor.data)
+        seed = np.ones(tensor.data.shape, tensor.data.dtype)
     else:
         seed = gradient.data if isinstance(gradient, Tensor) else np.asarray(gradient)
         if seed.shape != tensor.shape:
@@ -187,7 +187,7 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
                 if node not in wanted:
                     continue
             op = node.op
-            if node.freed:
+            if node.saved is None:
                 raise RuntimeError(
                     f"backward through the graph a second time: the values saved by {op.name} (and "
                     "the rest of this graph) were freed by the first backward; pass "
@@ -206,6 +206,7 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
             params = node.params
             derivatives = op.derivatives
             saved = node.saved
+            elementwise = op.elementwise
             i = -1
             for parent in node.next:
                 i += 1
@@ -223,7 +224,7 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
                     gi = g
                 else:
                     gi = -g
-                if op.elementwise:
+                if elementwise:
                     placeholder = saved[i]
                     if placeholder is not None and gi.shape != placeholder.shape:
                         gi = (sum_to(gi, placeholder.shape) if create_graph
@@ -239,7 +240,6 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
                     grads[parent] = previous + gi
             if not retain_graph:
                 node.saved = node.arrays = node.out = None
-                node.freed = True
     finally:
         state.enabled = previous_mode
 
@@ -255,7 +255,7 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
                 g = g.astype(leaf.data.dtype)
             # A gradient can reach two leaves as one array (through `a + b`), or as a read-only
             # broadcast view: each leaf gets an array of its own.
-            if id(g) in seen_arrays or not g.flags.writeable or not g.flags.owndata:
+            if g.base is not None or id(g) in seen_arrays:
                 g = g.copy()
             seen_arrays.add(id(g))
         if targets is not None:
@@ -340,7 +340,7 @@ def _check_versions(node):
                 f"{tuple(x.shape)}) was modified in place after it was used; backward would use the "
                 "new values. Modify a copy (x.clone()) or do the in-place change after backward"
             )
-    if node.out_modified and op.save_out:
+    if node.out_modified and node.out is not None:
         raise RuntimeError(
             f"the output of {op.name} was modified in place after it was computed, but {op.name}'s "
             "backward needs it; modify a copy instead"

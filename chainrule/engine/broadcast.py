@@ -14,6 +14,8 @@ def sum_to_array(g, shape):
     """Sum `g` over the axes that broadcasting added or stretched so it has `shape`."""
     if g.shape == shape:
         return g
+    if not shape:
+        return _add_reduce(g, None)
     lead = g.ndim - len(shape)
     if lead:
         g = _add_reduce(g, tuple(range(lead)))

@@ -129,11 +129,16 @@ class Node:
 
     `saved` holds, per input, the Tensor or constant that backward needs, a `Shape`, or None;
     `arrays` is the same with Tensors replaced by their arrays (what a normal backward computes
-    with; `saved` serves create_graph and the in-place checks).
+    with; `saved` serves create_graph and the in-place checks). Both become None when a backward
+    without retain_graph frees them.
     """
 
-    __slots__ = ("op", "next", "saved", "arrays", "out", "params", "seq", "name", "pre_hooks",
-                 "retained", "trace", "freed", "out_modified", "out_shape", "__weakref__")
+    # Rarely set, so class defaults rather than a store per node: this is created once per op.
+    name = None  # the user's name for the output tensor
+    pre_hooks = None  # hooks registered on the output tensor
+    retained = None  # weak reference to the output tensor, when it called retain_grad()
+    trace = None  # where user code created it, under detect_anomaly
+    out_modified = False  # the output was changed in place after it was computed
 
     def __repr__(self):
         return f"<Node {self.op.name}#{self.seq}{' ' + self.name if self.name else ''}>"
@@ -150,12 +155,8 @@ def _new_node(op, nexts, saved, arrays, out_array, keep_out, params):
     node.params = params
     state.counter += 1
     node.seq = state.counter
-    node.name = None
-    node.pre_hooks = None
-    node.retained = None
-    node.freed = False
-    node.out_modified = False
-    node.trace = _user_frame() if state.anomaly else None
+    if state.anomaly:
+        node.trace = _user_frame()
     return Tensor._wrap(out_array, node)
 
 

@@ -1,9 +1,9 @@
 """In-place operations, for optimizers and data preparation.
 
-PyTorch's rules, with messages that say what to do: a leaf that requires grad may be changed in place
-only under `no_grad`; a tensor in a graph is rebound to the result (its old value stays intact for the
-nodes that saved it); and any change bumps the tensor's version, so a backward that would read a value
-saved before the change refuses.
+PyTorch's rules, with messages that say what to do: a leaf that requires grad may be changed in
+place only under `no_grad`; a tensor in a graph is rebound to the result (its old value stays intact
+for the nodes that saved it); and any change bumps the tensor's version, so a backward that would
+read a value saved before the change refuses.
 """
 
 import numpy as np
@@ -14,18 +14,28 @@ from . import elementwise as ew
 
 
 def _recording(x, other=None):
-    return state.enabled and (x.requires_grad or (isinstance(other, Tensor) and other.requires_grad))
+    return state.enabled and (
+        x.requires_grad or (isinstance(other, Tensor) and other.requires_grad)
+    )
 
 
-def _rebind(name, x, result):
-    """Record an in-place op on a tensor in a graph: x takes the result's value and node."""
+def _rebind(name, x, compute, value=None):
+    """Record an in-place op on a tensor in a graph: x takes the value and node of
+    `compute(old)`, where `old` is x as it was, as a tensor object of its own. The recorded node
+    saves `old`, so the version bump that marks x as changed (for nodes that saved x before) does
+    not condemn the in-place op's own node. `value`, when given, is the exact new content (fill_
+    and copy_ compute theirs as `old * 0 + value`, which is NaN where old is inf)."""
     if x.grad_fn is None and x.requires_grad:
         raise RuntimeError(
             f"{name} on a leaf tensor that requires grad: an in-place change would be lost to "
             "autograd. Do it under `with cr.no_grad():` (as optimizers do) or on a copy"
         )
+    old = Tensor._wrap(x.data, x.grad_fn)
+    old._version = x._version
+    result = compute(old)
     x._bump_version()
-    x.data, x.grad_fn, x.requires_grad = result.data.astype(x.dtype, copy=False), result.grad_fn, True
+    data = result.data if value is None else value
+    x.data, x.grad_fn, x.requires_grad = data.astype(x.dtype, copy=False), result.grad_fn, True
     return x
 
 
@@ -35,43 +45,46 @@ def _scaled(other, alpha):
 
 def add_(x, other, alpha=1):
     if _recording(x, other):
-        return _rebind("add_", x, ew.add(x, _scaled(other, alpha)))
+        return _rebind("add_", x, lambda old: ew.add(old, _scaled(other, alpha)))
     o = other.data if isinstance(other, Tensor) else other
-    np.add(x.data, o if alpha == 1 else np.multiply(o, alpha), out=x.data, casting="same_kind")
+    np.add(x.data, o if alpha == 1 else np.multiply(o, alpha), out=x.data)
     x._bump_version()
     return x
 
 
 def sub_(x, other, alpha=1):
     if _recording(x, other):
-        return _rebind("sub_", x, ew.sub(x, _scaled(other, alpha)))
+        return _rebind("sub_", x, lambda old: ew.sub(old, _scaled(other, alpha)))
     o = other.data if isinstance(other, Tensor) else other
-    np.subtract(x.data, o if alpha == 1 else np.multiply(o, alpha), out=x.data, casting="same_kind")
+    np.subtract(x.data, o if alpha == 1 else np.multiply(o, alpha), out=x.data)
     x._bump_version()
     return x
 
 
 def mul_(x, other):
     if _recording(x, other):
-        return _rebind("mul_", x, ew.mul(x, other))
-    np.multiply(x.data, other.data if isinstance(other, Tensor) else other, out=x.data,
-                casting="same_kind")
+        return _rebind("mul_", x, lambda old: ew.mul(old, other))
+    np.multiply(
+        x.data, other.data if isinstance(other, Tensor) else other, out=x.data, casting="same_kind"
+    )
     x._bump_version()
     return x
 
 
 def div_(x, other):
     if _recording(x, other):
-        return _rebind("div_", x, ew.div(x, other))
-    np.divide(x.data, other.data if isinstance(other, Tensor) else other, out=x.data,
-              casting="same_kind")
+        return _rebind("div_", x, lambda old: ew.div(old, other))
+    np.divide(
+        x.data, other.data if isinstance(other, Tensor) else other, out=x.data, casting="same_kind"
+    )
     x._bump_version()
     return x
 
 
 def fill_(x, value):
     if _recording(x, value):
-        return _rebind("fill_", x, ew.add(ew.mul(x, 0.0), value))
+        filled = np.full(x.shape, value.data if isinstance(value, Tensor) else value)
+        return _rebind("fill_", x, lambda old: ew.add(ew.mul(old, 0.0), value), filled)
     x.data[...] = value.data if isinstance(value, Tensor) else value
     x._bump_version()
     return x
@@ -88,7 +101,13 @@ def copy_(x, src):
     if _recording(x, src):
         from .shape import broadcast_to, to
 
-        return _rebind("copy_", x, to(broadcast_to(src, x.shape), x.dtype) + ew.mul(x, 0.0))
+        copied = np.broadcast_to(src_data, x.shape)
+        return _rebind(
+            "copy_",
+            x,
+            lambda old: to(broadcast_to(src, x.shape), x.dtype) + ew.mul(old, 0.0),
+            copied,
+        )
     np.copyto(x.data, src_data, casting="unsafe")
     x._bump_version()
     return x
@@ -96,7 +115,7 @@ def copy_(x, src):
 
 def clamp_(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
     if _recording(x):
-        return _rebind("clamp_", x, ew.clamp(x, min, max))
+        return _rebind("clamp_", x, lambda old: ew.clamp(old, min, max))
     np.clip(x.data, -np.inf if min is None else min, np.inf if max is None else max, out=x.data)
     x._bump_version()
     return x
