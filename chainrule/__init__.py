@@ -23,3 +23,5 @@ from . import nn  # noqa: E402 - nn builds on ops
 
 __version__ = "0.1.0"
 from . import datasets  # noqa: E402 - data sets as tensors, on top of ops
+from . import data, optim, train  # noqa: E402 - the training toolkit, on top of nn
+from .io import load, save  # noqa: E402 - safetensors checkpoints

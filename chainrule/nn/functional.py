@@ -136,3 +136,163 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
         loss = loss * weight
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
 
+
+# ---- layer functions (the training toolkit) -----------------------------------------------------
+
+__all__ += ["conv2d", "dropout", "embedding", "layer_norm", "max_pool2d"]
+
+
+def _pair(value, name, what):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if isinstance(value, tuple | list) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    raise TypeError(f"{name}: {what} must be an int or a pair of ints, got {value!r}")
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002
+    """2-D cross-correlation of input (N, C, H, W) or (C, H, W) with weight (O, C/groups, KH, KW),
+    as torch.nn.functional.conv2d; padding is an int, a pair or 'valid'."""
+    from ..ops import conv as _conv
+    from ..ops.build import promote_pair
+    from ..ops.shape import to
+
+    x, weight = as_tensor(input), as_tensor(weight)
+    stride, dilation = _pair(stride, "conv2d", "stride"), _pair(dilation, "conv2d", "dilation")
+    if padding == "valid":
+        padding = 0
+    elif isinstance(padding, str):
+        raise ValueError(
+            f"conv2d: padding must be an int, a pair of ints or 'valid', not {padding!r}")
+    padding = _pair(padding, "conv2d", "padding")
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(f"conv2d: stride and dilation must be >= 1 and padding >= 0, got "
+                         f"stride={stride}, dilation={dilation}, padding={padding}")
+    if weight.ndim != 4:
+        raise ValueError(f"conv2d: weight must be 4-D (out_channels, in_channels/groups, kH, kW), "
+                         f"got shape {tuple(weight.shape)}")
+    unbatched = x.ndim == 3
+    if x.ndim not in (3, 4):
+        raise ValueError(f"conv2d: expected input of shape (N, C, H, W) or (C, H, W), "
+                         f"got shape {tuple(x.shape)}")
+    if unbatched:
+        x = x.unsqueeze(0)
+    out_channels, cg, kh, kw = weight.shape
+    if groups < 1 or x.shape[1] % groups or out_channels % groups:
+        raise ValueError(f"conv2d: groups={groups} must divide both the input channels "
+                         f"({x.shape[1]}) and the output channels ({out_channels})")
+    if x.shape[1] != cg * groups:
+        raise ValueError(
+            f"conv2d: weight of shape {tuple(weight.shape)} with groups={groups} expects input "
+            f"with "
+            f"{cg * groups} channels, got input of shape {tuple(x.shape)}")
+    for size, pad, dil, k, axis in ((x.shape[2], padding[0], dilation[0], kh, "height"),
+                                     (x.shape[3], padding[1], dilation[1], kw, "width")):
+        if size + 2 * pad < dil * (k - 1) + 1:
+            raise ValueError(
+                f"conv2d: the kernel (size {k}, dilation {dil}) is larger than the padded input "
+                f"{axis} {size + 2 * pad} (input shape {tuple(x.shape)}, padding {padding})")
+    if x.dtype != weight.dtype:
+        x, weight = promote_pair(x, weight)
+    if bias is not None:
+        bias = as_tensor(bias)
+        if bias.shape != (out_channels,):
+            raise ValueError(
+                f"conv2d: bias has shape {tuple(bias.shape)}, expected ({out_channels},)")
+        if bias.dtype != weight.dtype:
+            bias = to(bias, weight.dtype)
+    out = _conv.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return out.squeeze(0) if unbatched else out
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1):  # noqa: A002
+    """The maximum of each window of input (N, C, H, W) or (C, H, W), as
+    torch.nn.functional.max_pool2d (stride defaults to kernel_size)."""
+    from ..ops import conv as _conv
+
+    x = as_tensor(input)
+    kernel = _pair(kernel_size, "max_pool2d", "kernel_size")
+    stride = kernel if stride is None or stride == () else _pair(stride, "max_pool2d", "stride")
+    padding = _pair(padding, "max_pool2d", "padding")
+    dilation = _pair(dilation, "max_pool2d", "dilation")
+    if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1:
+        raise ValueError(f"max_pool2d: kernel_size, stride and dilation must be >= 1, got "
+                         f"{kernel}, {stride}, {dilation}")
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2 or min(padding) < 0:
+        raise ValueError(f"max_pool2d: padding {padding} must be between 0 and half the kernel "
+                         f"size {kernel}")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"max_pool2d: expected input of shape (N, C, H, W) or (C, H, W), "
+                         f"got shape {tuple(x.shape)}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"max_pool2d: expected a floating-point input, got {x.dtype}")
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x.unsqueeze(0)
+    for size, pad, dil, k, axis in ((x.shape[2], padding[0], dilation[0], kernel[0], "height"),
+                                     (x.shape[3], padding[1], dilation[1], kernel[1], "width")):
+        if size + 2 * pad < dil * (k - 1) + 1:
+            raise ValueError(f"max_pool2d: the window (size {k}, dilation {dil}) is larger than "
+                             f"the padded input {axis} {size + 2 * pad} (input shape "
+                             f"{tuple(x.shape)})")
+    out = _conv.max_pool2d(x, kernel, stride, padding, dilation)
+    return out.squeeze(0) if unbatched else out
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # noqa: A002
+    """(x - mean) / sqrt(var + eps) * weight + bias over the last len(normalized_shape) dims,
+    with the biased variance, as torch.nn.functional.layer_norm."""
+    x = as_tensor(input)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(x.shape[x.ndim - len(shape):]) != shape or x.ndim < len(shape):
+        raise ValueError(f"layer_norm: expected input whose last dimensions are {shape}, "
+                         f"got shape {tuple(x.shape)}")
+    dims = tuple(range(x.ndim - len(shape), x.ndim))
+    centered = x - x.mean(dims, keepdim=True)
+    variance = (centered * centered).mean(dims, keepdim=True)
+    out = centered / (variance + eps).sqrt()
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def embedding(input, weight, padding_idx=None):  # noqa: A002
+    """Rows of `weight` (num_embeddings, embedding_dim) picked by integer `input` of any shape; the
+    row at padding_idx gets no gradient, as in torch.nn.functional.embedding."""
+    index = np.asarray(input.data if isinstance(input, Tensor) else input)
+    weight = as_tensor(weight)
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got {index.dtype}")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), "
+                         f"got shape {tuple(weight.shape)}")
+    rows = weight.shape[0]
+    if index.size and (index.min() < 0 or index.max() >= rows):
+        bad = int(index[(index < 0) | (index >= rows)].flat[0])
+        raise IndexError(f"embedding: index {bad} is out of range for {rows} embeddings")
+    out = weight[index]
+    if padding_idx is not None:
+        padding_idx = padding_idx % rows
+        # The padding row's value passes through, its gradient is cut.
+        keep = np.expand_dims(index != padding_idx, -1)
+        out = where(keep, out, out.detach())
+    return out
+
+
+def dropout(input, p=0.5, training=True):  # noqa: A002
+    """Zero each element with probability p and scale the rest by 1/(1-p) while training; the mask
+    is drawn from the generator `cr.manual_seed` sets."""
+    from ..ops.creation import default_generator
+
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be between 0 and 1, got {p}")
+    x = as_tensor(input)
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * np.zeros(x.shape, dtype=x.dtype)
+    keep = default_generator().random(x.shape) >= p
+    return x * (keep * (1.0 / (1.0 - p))).astype(x.dtype)
