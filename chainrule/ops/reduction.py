@@ -238,9 +238,29 @@ def _prod(x, dim, keepdim):
 
 
 def _prod_rule(g, x, out, dim, keepdim):
-    if isinstance(x, Tensor) or not (x == 0).any():
+    if isinstance(x, Tensor):
+        if not (x.data == 0).any():
+            return d.unreduce(g * out, x.shape, dim, keepdim) / x
+        return d.unreduce(g, x.shape, dim, keepdim) * _product_of_others_recorded(x, dim)
+    if not (x == 0).any():
         return d.unreduce(g * out, x.shape, dim, keepdim) / x
     return d.unreduce(g, x.shape, dim, keepdim) * _product_of_others(x, dim)
+
+
+def _product_of_others_recorded(x, dim):
+    """`_product_of_others` from recorded ops, for create_graph: each element's row of the
+    reduction with that element replaced by 1, multiplied out. Quadratic in the reduced size, but
+    exact with zeros and differentiable again (its own prod takes this path where zeros remain)."""
+    from .shape import permute, reshape, unsqueeze
+
+    dims = tuple(range(x.ndim)) if dim is None else dim
+    rest = tuple(i for i in range(x.ndim) if i not in dims)
+    moved = permute(x, rest + dims)
+    n = int(np.prod([x.shape[i] for i in dims]))
+    flat = reshape(moved, moved.shape[: len(rest)] + (n,))
+    rows = unsqueeze(flat, -2) * np.ones((n, 1), dtype=x.dtype)
+    others = prod(d.where(np.eye(n, dtype=bool), 1.0, rows), -1)
+    return permute(reshape(others, moved.shape), tuple(np.argsort(rest + dims).tolist()))
 
 
 def _product_of_others(x, dim):

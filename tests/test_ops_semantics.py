@@ -1,0 +1,374 @@
+"""PyTorch parity for what a per-op table cannot express: broadcasting with every kind of operand,
+dtype promotion, the indexing forms, (values, indices) pairs and ties, zeros in prod, the
+masked-NaN `where`, and losses at logits of magnitude 1e4."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import as_array, assert_close, dtype_name, pair
+
+import chainrule as cr
+
+BINARY = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b,
+    "pow": lambda a, b: a**b,
+}
+SHAPE_PAIRS = [
+    ((3, 2), (1, 2)),
+    ((1, 2), (3, 2)),
+    ((2, 1, 3), (4, 3)),
+    ((4, 3), (2, 1, 3)),
+    ((3,), ()),
+    ((), (2, 3)),
+    ((), ()),
+    ((2, 3), (2, 3)),
+]
+
+
+def _positive(rng, shape):
+    return np.abs(rng.standard_normal(shape)) + 0.5
+
+
+def _grads(out, inputs, seed, lib):
+    if lib is cr:
+        return cr.grad(out, inputs, cr.tensor(seed))
+    return torch.autograd.grad(out, inputs, torch.tensor(seed))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shapes", SHAPE_PAIRS, ids=str)
+@pytest.mark.parametrize("op", list(BINARY), ids=str)
+def test_binary_operator_broadcasts_and_reduces_gradients_to_each_input_shape(op, shapes, dtype):
+    rng = np.random.default_rng(0)
+    a, b = (_positive(rng, s).astype(dtype) for s in shapes)
+    (ca, ta), (cb, tb) = pair(a), pair(b)
+    ours, theirs = BINARY[op](ca, cb), BINARY[op](ta, tb)
+    assert_close(ours, theirs, f"{op} {shapes} value")
+    seed = rng.standard_normal(theirs.shape).astype(dtype)
+    for k, (g, e) in enumerate(
+        zip(_grads(ours, [ca, cb], seed, cr), _grads(theirs, [ta, tb], seed, torch), strict=True)
+    ):
+        assert_close(g, e, f"{op} {shapes} gradient of input {k}")
+
+
+def _zero_d(lib, value, dtype):
+    return lib.tensor(np.array(value, dtype=dtype))
+
+
+@pytest.mark.parametrize("op", list(BINARY), ids=str)
+@pytest.mark.parametrize(
+    "other",
+    ["python_float", "python_int", "numpy_array", "numpy_row", "zero_d_float64"],
+)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_python_numbers_numpy_arrays_and_0d_tensors_mix_in_on_either_side(op, other, side):
+    rng = np.random.default_rng(1)
+    x = _positive(rng, (3, 4)).astype(np.float32)
+    cx, tx = pair(x)
+    if other == "python_float":
+        c_other = t_other = 1.75
+    elif other == "python_int":
+        c_other = t_other = 3
+    elif other == "numpy_array":
+        # A NumPy array is an operand like a tensor of its dtype, as torch.from_numpy makes it.
+        array = _positive(rng, (3, 4))
+        c_other, t_other = array, torch.from_numpy(array)
+    elif other == "numpy_row":
+        array = _positive(rng, (4,)).astype(np.float32)
+        c_other, t_other = array, torch.from_numpy(array)
+    else:
+        c_other, t_other = _zero_d(cr, 1.25, np.float64), _zero_d(torch, 1.25, np.float64)
+    fn = BINARY[op]
+    if side == "left":
+        ours, theirs = fn(c_other, cx), fn(t_other, tx)
+    else:
+        ours, theirs = fn(cx, c_other), fn(tx, t_other)
+    assert_close(ours, theirs, f"{c_other!r:.20} {op} on the {side}", dtype=np.float32)
+    seed = rng.standard_normal(theirs.shape).astype(np.float32)
+    (g,), (e,) = _grads(ours, [cx], seed, cr), _grads(theirs, [tx], seed, torch)
+    assert_close(g, e, f"gradient with {other} on the {side}", dtype=np.float32)
+
+
+PROMOTIONS = [
+    ("float32 * python float", lambda m: m.ones(3) * 2.5),
+    ("python float * float32", lambda m: 2.5 * m.ones(3)),
+    ("float32 + float64", lambda m: m.ones(3) + m.ones(3, dtype=m.float64)),
+    ("float64 + float32", lambda m: m.ones(3, dtype=m.float64) + m.ones(3)),
+    ("float32 + 0-d float64", lambda m: m.ones(3) + m.tensor(2.0, dtype=m.float64)),
+    ("0-d float32 + 1-d float64", lambda m: m.tensor(2.0) + m.ones(3, dtype=m.float64)),
+    ("int64 + float32", lambda m: m.arange(3) + m.ones(3)),
+    ("int64 * python float", lambda m: m.arange(3) * 0.5),
+    ("int64 + python int", lambda m: m.arange(3) + 2),
+    ("int64 / int64", lambda m: m.arange(3) / m.tensor([1, 2, 4])),
+    ("int64 ** python float", lambda m: m.arange(3) ** 0.5),
+    ("int64 exp", lambda m: m.exp(m.arange(3))),
+    ("int32 + int64", lambda m: m.arange(3, dtype=m.int32) + m.arange(3)),
+    ("int64 sum", lambda m: m.arange(3).sum()),
+    ("bool sum", lambda m: (m.arange(3) > 0).sum()),
+    ("float32 comparison", lambda m: m.ones(3) > 0.5),
+    (
+        "float64 where python numbers",
+        lambda m: m.where(m.ones(3) > 0, m.ones(3, dtype=m.float64), 0.0),
+    ),
+    ("cat float32 float64", lambda m: m.cat([m.ones(2), m.ones(2, dtype=m.float64)])),
+    ("float32 maximum float64", lambda m: m.maximum(m.ones(2), m.zeros(2, dtype=m.float64))),
+]
+
+
+@pytest.mark.parametrize("case", PROMOTIONS, ids=[p[0] for p in PROMOTIONS])
+def test_result_dtype_follows_pytorch_promotion(case):
+    name, fn = case
+    assert_close(fn(cr), fn(torch), name)
+
+
+def test_default_float64_makes_python_floats_float64_as_in_pytorch():
+    cr.set_default_dtype(cr.float64)
+    torch.set_default_dtype(torch.float64)
+    for fn in PROMOTIONS[:2] + [PROMOTIONS[7], PROMOTIONS[11]]:
+        assert dtype_name(fn[1](cr)) == dtype_name(fn[1](torch)), fn[0]
+
+
+def test_mixed_dtype_gradients_have_each_leafs_dtype():
+    a32, t32 = pair(np.array([1.0, 2.0], dtype=np.float32))
+    a64, t64 = pair(np.array([3.0, 4.0]))
+    (a32 * a64).sum().backward()
+    (t32 * t64).sum().backward()
+    assert_close(a32.grad, t32.grad, "float32 leaf's gradient")
+    assert_close(a64.grad, t64.grad, "float64 leaf's gradient")
+
+
+# ---- indexing ----
+
+INDEXES = [
+    ("int", lambda m: 1),
+    ("negative int", lambda m: -1),
+    ("int pair", lambda m: (2, -2)),
+    ("slice", lambda m: slice(1, 3)),
+    ("slice with step", lambda m: (slice(None), slice(None, None, 2))),
+    ("negative slice bounds", lambda m: (slice(-3, -1), 1)),
+    ("None", lambda m: (None, 1)),
+    ("ellipsis", lambda m: (Ellipsis, 0)),
+    ("ellipsis None slice", lambda m: (0, Ellipsis, None, slice(1, None))),
+    ("int list repeated", lambda m: [0, 2, 0, 0]),
+    ("int tensor repeated", lambda m: m.tensor([[1, 1], [3, 1]])),
+    ("int arrays in two dims", lambda m: (m.tensor([0, 0, 3]), m.tensor([1, 1, 4]))),
+    ("int array and slice", lambda m: (slice(None), m.tensor([4, 0, 4]))),
+    ("int array after None", lambda m: (None, slice(1, 3), m.tensor([2, 2]))),
+    ("bool mask full", "mask"),
+    ("bool mask rows", lambda m: m.tensor([True, False, True, True])),
+    ("bool mask and slice", lambda m: (slice(None), m.tensor([False, True, True, False, True]))),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", INDEXES, ids=[i[0] for i in INDEXES])
+def test_getitem_value_and_scatter_add_gradient_match_pytorch(case, dtype):
+    name, index = case
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 5, 3)).astype(dtype)
+    cx, tx = pair(x)
+    if index == "mask":
+        ours, theirs = cx[cx > 0], tx[tx > 0]
+    else:
+        ours, theirs = cx[index(cr)], tx[index(torch)]
+    assert_close(ours, theirs, f"x[{name}]")
+    seed = rng.standard_normal(theirs.shape).astype(dtype)
+    (g,), (e,) = _grads(ours, [cx], seed, cr), _grads(theirs, [tx], seed, torch)
+    assert_close(g, e, f"gradient of x[{name}]")
+    # Through create_graph the scatter-add is itself recorded: differentiate it with respect to
+    # a seed that requires grad, which gives back the indexing of v.
+    cs, ts_ = pair(seed)
+    (cg,) = cr.grad(cx[index(cr)] if index != "mask" else cx[cx > 0], [cx], cs, create_graph=True)
+    (tg,) = torch.autograd.grad(
+        tx[index(torch)] if index != "mask" else tx[tx > 0], [tx], ts_, create_graph=True
+    )
+    v = rng.standard_normal(x.shape).astype(dtype)
+    (cgg,) = cr.grad((cg * cr.tensor(v)).sum(), [cs])
+    (tgg,) = torch.autograd.grad((tg * torch.tensor(v)).sum(), [ts_])
+    assert_close(cgg, tgg, f"gradient of x[{name}]'s backward with respect to its seed")
+
+
+def test_repeated_integer_indices_accumulate_every_contribution():
+    cx, tx = pair(np.arange(4.0))
+    (cx[[1, 1, 1, 3]] * cr.tensor([1.0, 2.0, 3.0, 4.0], dtype=cr.float64)).sum().backward()
+    (tx[[1, 1, 1, 3]] * torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)).sum().backward()
+    assert_close(cx.grad, tx.grad, "gradient of x[[1, 1, 1, 3]]")
+
+
+# ---- max/min: named pairs and ties ----
+
+
+@pytest.mark.parametrize("keepdim", [False, True])
+@pytest.mark.parametrize("dim", [0, 1, -1])
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_max_min_with_dim_give_named_values_and_indices(name, dim, keepdim):
+    x = np.array([[3.0, 1.0, 3.0], [0.0, 5.0, 5.0]])  # ties: PyTorch's indices are the first
+    cx, tx = pair(x)
+    ours, theirs = getattr(cr, name)(cx, dim, keepdim), getattr(torch, name)(tx, dim, keepdim)
+    values, indices = ours
+    assert values is ours.values and indices is ours.indices
+    assert_close(ours.values, theirs.values, f"{name} values")
+    assert_close(ours.indices, theirs.indices, f"{name} indices")
+    method = getattr(cx, name)(dim=dim, keepdim=keepdim)
+    assert_close(method.values, theirs.values, f"{name} method values")
+    seed = np.arange(1.0, 1.0 + theirs.values.numel()).reshape(theirs.values.shape)
+    (g,), (e,) = _grads(ours.values, [cx], seed, cr), _grads(theirs.values, [tx], seed, torch)
+    assert_close(g, e, f"{name}(dim={dim}) gradient goes to the chosen index only")
+
+
+TIES = np.array([[2.0, 7.0, 7.0, 1.0], [7.0, 0.0, 3.0, 3.0], [-1.0, -1.0, 0.5, -1.0]])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        ("amax all", lambda m, x: m.amax(x)),
+        ("amax dim 1", lambda m, x: m.amax(x, 1)),
+        ("amax dims keepdim", lambda m, x: x.amax((0, 1), keepdim=True)),
+        ("amin dim 1", lambda m, x: m.amin(x, 1)),
+        ("amin dim 0", lambda m, x: x.amin(0)),
+        ("max all", lambda m, x: m.max(x)),
+        ("min all", lambda m, x: x.min()),
+        ("norm inf", lambda m, x: m.norm(x, p=float("inf"))),
+    ],
+    ids=lambda c: c[0],
+)
+def test_ties_share_the_gradient_as_in_pytorch(call):
+    name, fn = call
+    cx, tx = pair(TIES)
+    ours, theirs = fn(cr, cx), fn(torch, tx)
+    assert_close(ours, theirs, name)
+    seed = np.linspace(1.0, 2.0, theirs.numel()).reshape(theirs.shape)
+    (g,), (e,) = _grads(ours, [cx], seed, cr), _grads(theirs, [tx], seed, torch)
+    assert_close(g, e, f"{name}: gradient split between ties")
+
+
+def test_prod_gradient_is_exact_with_one_and_with_several_zeros():
+    x = np.array([[2.0, 0.0, 3.0, 4.0], [0.0, 0.0, 5.0, 1.0], [1.5, 2.0, -1.0, 3.0]])
+    for label, fn in [
+        ("all", lambda m, t: m.prod(t)),
+        ("dim 1", lambda m, t: m.prod(t, 1)),
+        ("dim 0 keepdim", lambda m, t: t.prod(0, keepdim=True)),
+    ]:
+        cx, tx = pair(x)
+        ours, theirs = fn(cr, cx), fn(torch, tx)
+        assert_close(ours, theirs, f"prod {label}")
+        seed = np.linspace(1.0, 2.0, theirs.numel()).reshape(theirs.shape)
+        (g,), (e,) = _grads(ours, [cx], seed, cr), _grads(theirs, [tx], seed, torch)
+        assert np.isfinite(as_array(g)).all(), f"prod {label}: non-finite gradient {g}"
+        assert_close(g, e, f"prod {label} gradient with zeros")
+
+
+def test_prod_with_zeros_to_second_order():
+    x = np.array([[2.0, 0.0, 3.0], [0.0, 0.0, 5.0], [1.5, 2.0, -1.0]])
+    cx, tx = pair(x)
+    (g,) = cr.grad(cr.prod(cx, 1).sum(), [cx], create_graph=True)
+    (e,) = torch.autograd.grad(torch.prod(tx, 1).sum(), [tx], create_graph=True)
+    v = np.arange(9.0).reshape(3, 3)
+    (gg,) = cr.grad((g * cr.tensor(v)).sum(), [cx])
+    (ee,) = torch.autograd.grad((e * torch.tensor(v)).sum(), [tx])
+    assert_close(gg, ee, "second derivative of prod with zeros")
+
+
+# ---- where and the masked NaN ----
+
+
+def test_where_over_sqrt_of_negatives_gives_pytorchs_nan_gradient():
+    x = np.array([-1.0, 4.0, -2.0, 9.0, 0.25])
+    cx, tx = pair(x)
+    cr.where(cx > 0, cr.sqrt(cx), 0.0).sum().backward()
+    torch.where(tx > 0, torch.sqrt(tx), 0.0).sum().backward()
+    assert np.isnan(as_array(tx.grad)[[0, 2]]).all(), "the reference itself gives NaN there"
+    assert_close(cx.grad, tx.grad, "masked-NaN gradient of where(x > 0, sqrt(x), 0)")
+
+
+def test_where_safe_pattern_gives_finite_gradients_identical_to_pytorch():
+    x = np.array([-1.0, 4.0, -2.0, 9.0, 0.25])
+    cx, tx = pair(x)
+    cr.where(cx > 0, cr.sqrt(cr.where(cx > 0, cx, 1.0)), 0.0).sum().backward()
+    torch.where(tx > 0, torch.sqrt(torch.where(tx > 0, tx, 1.0)), 0.0).sum().backward()
+    assert np.isfinite(as_array(cx.grad)).all(), f"safe pattern gave {cx.grad}"
+    assert_close(cx.grad, tx.grad, "gradient of the safe where pattern")
+
+
+def test_where_with_tensor_condition_from_another_tensor_and_broadcast_branches():
+    rng = np.random.default_rng(3)
+    c = rng.standard_normal((3, 1)) > 0
+    (ca, ta), (cb, tb) = pair(rng.standard_normal((1, 4))), pair(rng.standard_normal((3, 4)))
+    ours = cr.where(cr.tensor(c), ca, cb)
+    theirs = torch.where(torch.tensor(c), ta, tb)
+    assert_close(ours, theirs, "where value")
+    seed = rng.standard_normal((3, 4))
+    for k, (g, e) in enumerate(
+        zip(_grads(ours, [ca, cb], seed, cr), _grads(theirs, [ta, tb], seed, torch), strict=True)
+    ):
+        assert_close(g, e, f"where gradient of branch {k}")
+
+
+# ---- losses at large logits ----
+
+LOSSES = [
+    ("cross_entropy indices", lambda F, m, x: F.cross_entropy(x, m.tensor([0, 3, 1]))),
+    (
+        "cross_entropy indices smoothing weight ignore",
+        lambda F, m, x: F.cross_entropy(
+            x,
+            m.tensor([0, 3, -100]),
+            weight=m.tensor([1.0, 2.0, 0.5, 1.5], dtype=x.dtype),
+            label_smoothing=0.2,
+        ),
+    ),
+    (
+        "cross_entropy probabilities",
+        lambda F, m, x: F.cross_entropy(x, m.tensor([[0.5, 0.5, 0, 0]] * 3, dtype=x.dtype)),
+    ),
+    (
+        "cross_entropy probabilities smoothing",
+        lambda F, m, x: F.cross_entropy(
+            x, m.tensor([[0.1, 0.2, 0.3, 0.4]] * 3, dtype=x.dtype), label_smoothing=0.1
+        ),
+    ),
+    (
+        "bce with logits",
+        lambda F, m, x: F.binary_cross_entropy_with_logits(
+            x, m.tensor([[1.0, 0.0, 0.5, 1.0]] * 3, dtype=x.dtype)
+        ),
+    ),
+    (
+        "bce with logits pos_weight",
+        lambda F, m, x: F.binary_cross_entropy_with_logits(
+            x,
+            m.tensor([[1.0, 0.0, 0.5, 1.0]] * 3, dtype=x.dtype),
+            pos_weight=m.tensor([2.0, 1.0, 0.5, 3.0], dtype=x.dtype),
+        ),
+    ),
+    ("log_softmax", lambda F, m, x: F.log_softmax(x, dim=1)),
+    ("softmax", lambda F, m, x: F.softmax(x, dim=1)),
+    ("softplus", lambda F, m, x: F.softplus(x)),
+    ("logsumexp", lambda F, m, x: m.logsumexp(x, 1)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", LOSSES, ids=[c[0] for c in LOSSES])
+def test_losses_stay_finite_and_equal_to_pytorch_for_logits_of_magnitude_1e4(case, dtype):
+    name, fn = case
+    x = np.array([[1.0, -1.0, 0.5, -0.25], [-1.0, 1.0, 0.0, 0.75], [0.3, 0.2, -0.9, 1.0]]) * 1e4
+    cx, tx = pair(x.astype(dtype))
+    ours, theirs = fn(cr.nn.functional, cr, cx), fn(torch.nn.functional, torch, tx)
+    assert np.isfinite(as_array(ours)).all(), f"{name}: non-finite value {ours}"
+    assert_close(ours, theirs, f"{name} at 1e4")
+    seed = np.ones(theirs.shape, dtype=dtype)
+    (g,), (e,) = _grads(ours, [cx], seed, cr), _grads(theirs, [tx], seed, torch)
+    assert np.isfinite(as_array(g)).all(), f"{name}: non-finite gradient {g}"
+    assert_close(g, e, f"{name} gradient at 1e4")
+
+
+def test_cross_entropy_mean_with_all_targets_ignored_is_nan_as_in_pytorch():
+    cx, tx = pair(np.zeros((2, 3)))
+    ours = cr.nn.functional.cross_entropy(cx, cr.tensor([-100, -100]))
+    theirs = torch.nn.functional.cross_entropy(tx, torch.tensor([-100, -100]))
+    assert_close(ours, theirs, "mean over no targets")
