@@ -61,7 +61,7 @@ def binary(op):
             need_a = a.requires_grad
             if isinstance(b, Tensor):
                 bd = b.data
-                if ad.dtype != bd.dtype:
+                if ad.dtype is not bd.dtype and ad.dtype != bd.dtype:
                     return fn(*promote_pair(a, b))
                 need_b = b.requires_grad
             elif type(b) is float and ad.dtype.kind == "f":
