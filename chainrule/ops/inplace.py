@@ -82,16 +82,20 @@ def div_(x, other):
 
 
 def fill_(x, value):
-    if _recording(x, value):
-        filled = np.full(x.shape, value.data if isinstance(value, Tensor) else value)
-        return _rebind("fill_", x, lambda old: ew.add(ew.mul(old, 0.0), value), filled)
-    x.data[...] = value.data if isinstance(value, Tensor) else value
-    x._bump_version()
-    return x
+    return _fill("fill_", x, value)
 
 
 def zero_(x):
-    return fill_(x, 0)
+    return _fill("zero_", x, 0)
+
+
+def _fill(name, x, value):
+    if _recording(x, value):
+        filled = np.full(x.shape, value.data if isinstance(value, Tensor) else value)
+        return _rebind(name, x, lambda old: ew.add(ew.mul(old, 0.0), value), filled)
+    x.data[...] = value.data if isinstance(value, Tensor) else value
+    x._bump_version()
+    return x
 
 
 def copy_(x, src):
