@@ -124,7 +124,7 @@ def test_embedding_rows_and_gradient_without_padding(dtype_name):
     _compare_module(embedding, np.array([0, 6, 6, 3]), dtype_name, integer_input=True)
 
 
-# ---- losses ---------------------------------------------------------------------------------------
+# ---- losses ----------------------------------------------------------------------------------
 
 
 def _loss_case(make, logits, target, dtype_name, grad_target=False):

@@ -103,7 +103,7 @@ class ModuleList(Module):
 
 
 class Linear(Module):
-    """y = x @ weight.T + bias; weight and bias drawn from U(-1/sqrt(in), 1/sqrt(in)), as PyTorch."""
+    """y = x @ weight.T + bias; weight and bias start from U(-1/sqrt(in), 1/sqrt(in)) (PyTorch)."""
 
     def __init__(self, in_features, out_features, bias=True, dtype=None):
         super().__init__()
