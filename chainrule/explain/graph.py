@@ -1,0 +1,435 @@
+"""`graph(output, highlight=wrt)`: the computational graph as a Graphviz drawing laid out like the
+slides: inputs on the left, the loss on the right, each node with its value and gradient, each edge
+with its local derivative (formula and number), and the backward path to `highlight` standing out.
+
+The DOT text is written here; Graphviz's `dot` program renders it (SVG, PNG, PDF). Without `dot`
+the drawing still has its `.source`, and saving writes that DOT text and says how to get Graphviz.
+"""
+
+import html
+import shutil
+import subprocess
+from pathlib import Path as _FilePath
+
+import numpy as np
+
+from . import expr
+from .paths import format_array
+from .recorded import Recorded, Vertex
+
+# Past this many nodes a drawing groups operations by module (or by chains of operations).
+GROUP_ABOVE = 200
+
+INSTALL_HINT = (
+    "Graphviz's `dot` program is not installed, so only the DOT source was written; install it "
+    "with `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS) or from "
+    "https://graphviz.org/download/"
+)
+
+_HIGHLIGHT = "#d9480f"
+_GREY = "#b0b0b0"
+_FILL = {"op": "#eef4ff", "leaf": "#fff4d6", "const": "#f3f3f3", "group": "#e9f7ef"}
+
+
+class ModuleRecord:
+    """Which module's forward created which graph nodes: filled by `track_modules`."""
+
+    def __init__(self):
+        self.spans = []  # (qualified name, class name, first seq, last seq), outermost first
+
+    def module_of(self, seq):
+        """The innermost module whose forward created node number `seq`, as (name, class)."""
+        best = None
+        for name, cls, start, end in self.spans:
+            if start < seq <= end and (best is None or start >= best[2]):
+                best = (name, cls, start, end)
+        return None if best is None else best[:2]
+
+
+class track_modules:
+    """`with track_modules(model) as record: out = model(x)` notes, for each submodule, the graph
+    nodes its forward created, so that large drawings group by module. The model is left as it
+    was on exit (its instances' forward methods are wrapped only inside the block)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.record = ModuleRecord()
+        self._patched = []
+
+    def __enter__(self):
+        record = self.record
+        for name, module in self.model.named_modules():
+            object.__setattr__(module, "forward", _spanning(module, name or "model", record))
+
+            self._patched.append(module)
+        return record
+
+    def __exit__(self, *exc):
+        for module in self._patched:
+            try:
+                object.__delattr__(module, "forward")
+            except AttributeError:
+                pass
+        return False
+
+
+def _spanning(module, name, record):
+    """`module.forward`, wrapped to note the node numbers its call created."""
+    from ..engine.state import state
+
+    original, cls = module.forward, type(module).__name__
+
+    def wrapped(*args, **kwargs):
+        start = state.counter
+        try:
+            return original(*args, **kwargs)
+        finally:
+            record.spans.append((name, cls, start, state.counter))
+
+    return wrapped
+
+
+def graph(
+    output, highlight=None, *, names=None, inline=None, modules=None, group=None, gradient=None
+):
+    """Draw the graph behind `output`. highlight: a tensor (or list) whose backward path is marked.
+    modules: a `ModuleRecord` from `track_modules`; group: True/False to force grouping (default:
+    group past GROUP_ABOVE nodes)."""
+    recorded = output if isinstance(output, Recorded) else Recorded(output, gradient, names, inline)
+    targets = []
+    if highlight is not None:
+        for t in highlight if isinstance(highlight, list | tuple) else [highlight]:
+            targets.append(recorded.find(t))
+    return Drawing(recorded, targets, modules, group)
+
+
+class Drawing:
+    """A rendered-on-demand Graphviz drawing: `.source` (DOT), `.save(path)`, `.pipe(format)`."""
+
+    def __init__(self, recorded, targets, modules=None, group=None):
+        self.recorded = recorded
+        self.targets = targets
+        visible = [v for v in recorded.vertices if v.visible and _drawn(v)]
+        self.grouped = len(visible) > GROUP_ABOVE if group is None else bool(group)
+        self.on_path = _on_path(recorded, targets)
+        self.source = self._dot_grouped(modules) if self.grouped else self._dot(visible)
+
+    # ---- DOT --------------------------------------------------------------------------------
+    def _dot(self, visible):
+        rec = self.recorded
+        lines = _header()
+        for v in visible:
+            lines.append(f"  {_id(v)} [{_attrs(self._node_style(v))}];")
+        for v in visible:
+            if v.kind != "op":
+                continue
+            for producer, formula, value, raw in _visible_inputs(rec, v):
+                if not _drawn(producer):
+                    continue
+                lines.append(
+                    f"  {_id(producer)} -> {_id(v)} "
+                    f"[{_attrs(self._edge_style(v, producer, formula, value, raw))}];"
+                )
+        lines.append("}")
+        return "\n".join(lines)
+
+    def _node_style(self, v):
+        title = v.name
+        rows = []
+        if v.kind == "op":
+            text = expr.to_text(v.expr)
+            if text != v.name:
+                rows.append(f"= {_short(text, 40)}")
+        rows.append(f"value {_summary(v.value)}")
+        if v.kind != "const":
+            rows.append(f"grad {_summary(v.grad)}")
+        label = (
+            "<"
+            + f"<b>{html.escape(title)}</b>"
+            + "".join(f"<br/>{html.escape(r)}" for r in rows)
+            + ">"
+        )
+        style = {
+            "label": label,
+            "shape": "box",
+            "style": "rounded,filled",
+            "fillcolor": _FILL[v.kind],
+            "fontname": "Helvetica",
+            "fontsize": "11",
+        }
+        if v.kind == "leaf":
+            style["shape"] = "ellipse"
+            style["style"] = "filled"
+        if v.kind == "const":
+            style["shape"] = "note"
+            style["style"] = "filled"
+        if self.targets:
+            if v in self.targets:
+                style.update(color=_HIGHLIGHT, penwidth="3", fontcolor="black")
+            elif v in self.on_path:
+                style.update(color=_HIGHLIGHT, penwidth="2")
+            else:
+                style.update(color=_GREY, fontcolor=_GREY, fillcolor="#fafafa")
+        return style
+
+    def _edge_style(self, consumer, producer, formula, value, raw):
+        if producer.kind == "const":
+            style = {"color": _GREY, "style": "dashed", "arrowsize": "0.6"}
+            return style
+        text = _short(expr.to_text(formula), 40)
+        if value is not None:
+            number = format_array(value, max_items=3)
+            label = f"∂{consumer.name}/∂{producer.name} = {text}"
+            if number != text:
+                label += f" = {_short(number, 40)}"
+        else:
+            v, i = raw[-1]
+            label = f"∂{consumer.name}/∂{producer.name}: {text}"
+        style = {"label": label, "fontname": "Helvetica", "fontsize": "10"}
+        if self.targets:
+            if producer in self.on_path and consumer in self.on_path:
+                style.update(color=_HIGHLIGHT, penwidth="3", fontcolor=_HIGHLIGHT)
+            else:
+                style.update(color=_GREY, fontcolor=_GREY)
+        return style
+
+    def _dot_grouped(self, modules):
+        """One box per module (or per chain of operations), edges between boxes with shapes."""
+        rec = self.recorded
+        owner = _groups(rec, modules)
+        lines = _header()
+        members = {}
+        for v in rec.vertices:
+            if _drawn(v):
+                members.setdefault(owner[v], []).append(v)
+        for key, vs in members.items():
+            if isinstance(key, Vertex):
+                lines.append(f"  {_id(key)} [{_attrs(self._node_style(key))}];")
+                continue
+            ops = [v for v in vs if v.kind == "op"]
+            last = max(ops, key=lambda v: v.index) if ops else vs[-1]
+            params = sum(int(np.size(v.value)) for v in vs if v.kind == "leaf")
+            rows = [
+                f"{len(ops)} ops" + (f", {params} parameters" if params else ""),
+                f"out {_summary(last.value)}",
+            ]
+            label = (
+                "<"
+                + f"<b>{html.escape(key)}</b>"
+                + "".join(f"<br/>{html.escape(r)}" for r in rows)
+                + ">"
+            )
+            style = {
+                "label": label,
+                "shape": "box3d",
+                "style": "filled",
+                "fillcolor": _FILL["group"],
+                "fontname": "Helvetica",
+                "fontsize": "11",
+            }
+            if self.targets:
+                if any(v in self.on_path for v in vs):
+                    style.update(color=_HIGHLIGHT, penwidth="3")
+                else:
+                    style.update(color=_GREY, fontcolor=_GREY)
+            lines.append(f"  {_group_id(key)} [{_attrs(style)}];")
+        seen = set()
+        for v in rec.op_vertices():
+            for _, item in v.inputs:
+                if not isinstance(item, Vertex) or not _drawn(item):
+                    continue
+                a, b = owner[item], owner[v]
+                if a == b or (a, b) in seen:
+                    continue
+                seen.add((a, b))
+                style = {
+                    "label": str(tuple(np.shape(item.value))),
+                    "fontsize": "9",
+                    "fontname": "Helvetica",
+                }
+                if self.targets:
+                    on = item in self.on_path and v in self.on_path
+                    style.update(color=_HIGHLIGHT if on else _GREY, penwidth="3" if on else "1")
+                lines.append(f"  {_group_id(a)} -> {_group_id(b)} [{_attrs(style)}];")
+        lines.append("}")
+        return "\n".join(lines)
+
+    # ---- rendering --------------------------------------------------------------------------
+    def pipe(self, format="svg"):  # noqa: A002 - graphviz's name
+        """The drawing rendered by `dot` as bytes; RuntimeError with the install hint without it."""
+        dot = shutil.which("dot")
+        if dot is None:
+            raise RuntimeError(INSTALL_HINT)
+        result = subprocess.run(
+            [dot, f"-T{format}"], input=self.source.encode(), capture_output=True, timeout=120
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"dot failed: {result.stderr.decode(errors='replace').strip()}")
+        return result.stdout
+
+    def save(self, path, format=None):  # noqa: A002
+        """Write the drawing; the format comes from the suffix (.svg, .png, .pdf, .dot/.gv).
+        Returns the path written: the .dot file (and a printed install hint) when `dot` is
+        missing."""
+        path = _FilePath(path)
+        fmt = (format or path.suffix.lstrip(".") or "svg").lower()
+        if fmt in ("dot", "gv"):
+            path.write_text(self.source)
+            return path
+        if shutil.which("dot") is None:
+            fallback = path.with_suffix(".dot")
+            fallback.write_text(self.source)
+            print(f"{INSTALL_HINT} ({fallback})")
+            return fallback
+        path.write_bytes(self.pipe(fmt))
+        return path
+
+    def svg(self):
+        return self.pipe("svg").decode()
+
+    def _repr_svg_(self):
+        if shutil.which("dot") is None:
+            return None
+        return self.svg()
+
+    def _repr_html_(self):
+        if shutil.which("dot") is None:
+            return f"<p>{html.escape(INSTALL_HINT)}</p><pre>{html.escape(self.source)}</pre>"
+        return self.svg()
+
+    def __str__(self):
+        return self.source
+
+
+def _header():
+    return [
+        "digraph chainrule {",
+        '  graph [rankdir=LR, nodesep=0.35, ranksep=0.6, fontname="Helvetica", bgcolor="white"];',
+        '  node [fontname="Helvetica"];',
+        '  edge [fontname="Helvetica"];',
+    ]
+
+
+def _drawn(v):
+    """Unnamed one-element constants appear as numbers inside formulas, not as nodes."""
+    return not (v.kind == "const" and not v.user_named and np.size(v.value) == 1)
+
+
+def _visible_inputs(rec, v):
+    """(producer, formula, value, raw edges) for each edge into visible v, through hidden steps."""
+    out = []
+    stack = [(v, [], [], [])]
+    while stack:
+        current, trees, values, raw = stack.pop()
+        for i, item in reversed(current.inputs):
+            if not isinstance(item, Vertex):
+                continue
+            if item.kind == "const":
+                if all(item is not o[0] for o in out):
+                    out.append((item, None, None, [(current, i)]))
+                continue
+            factor = rec.factor_edge(current, i)
+            tree = rec.factor_formula(current, i) if factor else rec.formula(current, i)
+            value = rec.local_value(current, i) if factor else None
+            t2, v2, r2 = trees + [tree], values + [value], raw + [(current, i)]
+            if item.visible or item.kind != "op":
+                number = None
+                if all(x is not None for x in v2):
+                    number = v2[0]
+                    for x in v2[1:]:
+                        number = np.multiply(number, x)
+                out.append((item, expr.simplify(expr.product(t2)), number, r2))
+            else:
+                stack.append((item, t2, v2, r2))
+    return out
+
+
+def _on_path(rec, targets):
+    """Vertices on some path from the output back to a target."""
+    if not targets:
+        return set()
+    reaches = set(targets)
+    for v in rec.op_vertices():
+        if any(isinstance(x, Vertex) and x in reaches and x.differentiable for _, x in v.inputs):
+            reaches.add(v)
+    return reaches
+
+
+def _groups(rec, modules):
+    """Each vertex -> its group: a module name, an op chain's name, or itself (ungrouped)."""
+    owner = {}
+    for v in rec.vertices:
+        owner[v] = v
+    if modules is not None:
+        for v in rec.op_vertices():
+            found = modules.module_of(v.node.seq)
+            if found is not None:
+                owner[v] = f"{found[0]} ({found[1]})"
+    else:
+        # No module record: chains of operations (each step's only input made by the step before,
+        # used nowhere else) become one box, named after their first and last operation.
+        chain = {}
+        for v in rec.op_vertices():
+            producers = [x for _, x in v.inputs if isinstance(x, Vertex) and x.kind == "op"]
+            if (
+                len(producers) == 1
+                and len(producers[0].consumers) == 1
+                and producers[0] is not rec.output
+            ):
+                chain[v] = chain.get(producers[0], producers[0])
+            else:
+                chain[v] = v
+        sizes = {}
+        for head in chain.values():
+            sizes[head] = sizes.get(head, 0) + 1
+        last = {}
+        for v, head in chain.items():
+            last[head] = v
+        for v, head in chain.items():
+            if sizes[head] > 1:
+                owner[v] = f"{head.name} … {last[head].name}"
+    # Parameters and constants used only inside one group belong to it.
+    for v in rec.vertices:
+        if v.kind == "op" or not v.consumers:
+            continue
+        homes = {owner[c] for c, _ in v.consumers}
+        if len(homes) == 1:
+            home = homes.pop()
+            if isinstance(home, str):
+                owner[v] = home
+    owner[rec.output] = rec.output
+    return owner
+
+
+def _summary(value):
+    if value is None:
+        return "none"
+    a = np.asarray(value)
+    if a.size <= 4:
+        return format_array(a, max_items=4)
+    return f"{a.shape} mean {expr.format_number(float(a.mean()))}"
+
+
+def _short(text, limit):
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _id(v):
+    return f"v{v.index}"
+
+
+def _group_id(key):
+    if isinstance(key, Vertex):
+        return _id(key)
+    return '"group:' + key.replace('"', "'") + '"'
+
+
+def _attrs(style):
+    parts = []
+    for k, value in style.items():
+        value = str(value)
+        if value.startswith("<") and value.endswith(">"):
+            parts.append(f"{k}={value}")
+        else:
+            parts.append(f'{k}="' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return ", ".join(parts)
