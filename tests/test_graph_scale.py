@@ -1,0 +1,107 @@
+"""Deep and diamond-shaped graphs: no recursion limit, every node processed once, and backward time
+linear in the number of nodes."""
+
+import math
+import sys
+import time
+
+import numpy as np
+
+import chainrule as cr
+
+
+def chain(x, n, factor=1.0):
+    y = x
+    for _ in range(n):
+        y = y * factor
+    return y
+
+
+def test_backward_through_a_100000_node_chain_has_no_recursion_error():
+    assert sys.getrecursionlimit() < 100_000  # so the test means something
+    x = cr.tensor(0.7, dtype=cr.float64, requires_grad=True)
+    c = math.exp(1e-5)
+    y = chain(x, 100_000, c)
+    y.backward()
+    # d/dx (x c^n) = c^n = e^(n 1e-5) = e, up to n float64 roundings in the product.
+    np.testing.assert_allclose(x.grad.item(), math.e, rtol=1e-10)
+    np.testing.assert_allclose(y.item(), 0.7 * math.e, rtol=1e-10)
+
+
+def test_second_order_through_a_50000_node_chain():
+    x = cr.tensor(0.3, dtype=cr.float64, requires_grad=True)
+    y = x
+    for _ in range(25_000):
+        y = y * 1.0 + 0.0  # two nodes per step
+    (g,) = cr.grad(y * y, x, create_graph=True)  # d/dx x^2 = 2x
+    (h,) = cr.grad(g, x)
+    assert g.item() == 0.6 and h.item() == 2.0
+
+
+def test_dropping_an_unused_100000_node_graph_does_not_overflow_the_stack():
+    x = cr.tensor(0.5, dtype=cr.float64, requires_grad=True)
+    y = x
+    for _ in range(100_000):
+        y = cr.sin(y)
+    del y  # frees the whole chain of nodes, one holding the next
+
+
+class CountingDouble(cr.autograd.Function):
+    """2x, counting how often its backward runs."""
+
+    calls = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2.0
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        CountingDouble.calls += 1
+        return grad_output * 2.0
+
+
+def test_ladder_of_50_diamonds_gives_2_to_the_50_exactly_processing_each_node_once():
+    # Each rung: two branches from y joined by a sum. The gradient doubles per rung (2^50 paths),
+    # which a walk that revisits shared nodes per path could not finish.
+    x = cr.tensor(1.0, dtype=cr.float64, requires_grad=True)
+    hook_calls = []
+    y = x
+    CountingDouble.calls = 0
+    for rung in range(50):
+        left = CountingDouble.apply(y) * 0.5
+        right = y * 1.0
+        y = left + right
+        y.register_hook(lambda g, rung=rung: hook_calls.append(rung))
+    assert y.item() == 2.0**50
+    y.backward()
+    assert x.grad.item() == 2.0**50
+    assert CountingDouble.calls == 50, "each custom node's backward must run exactly once"
+    assert sorted(hook_calls) == list(range(50)), "each joined node must be processed once"
+
+
+def test_ladder_of_50_diamonds_with_create_graph_gives_exact_second_order():
+    x = cr.tensor(1.5, dtype=cr.float64, requires_grad=True)
+    y = x
+    for _ in range(50):
+        y = y * 1.0 + y * 1.0  # y = 2^k x
+    (g,) = cr.grad(y * x, x, create_graph=True)  # d/dx 2^50 x^2 = 2^51 x
+    (h,) = cr.grad(g, x)
+    assert g.item() == 2.0**51 * 1.5
+    assert h.item() == 2.0**51
+
+
+def _backward_seconds(n):
+    x = cr.tensor(0.5, dtype=cr.float64, requires_grad=True)
+    y = chain(x, n)
+    start = time.perf_counter()
+    y.backward()
+    return time.perf_counter() - start
+
+
+def test_backward_time_grows_linearly_with_the_number_of_nodes():
+    # Best of three, so that a busy machine inflates neither side much. A 4x longer chain should
+    # take about 4x as long; quadratic work would take 16x. The bound leaves room for noise.
+    small = min(_backward_seconds(20_000) for _ in range(3))
+    large = min(_backward_seconds(80_000) for _ in range(3))
+    assert large / small < 9, f"backward: 20k nodes {small:.4f}s, 80k nodes {large:.4f}s"
