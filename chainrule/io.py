@@ -63,7 +63,8 @@ def _encode(obj, path, arrays):
         key = path or "tensor"
         while key in arrays:  # a path can collide only through odd key strings: keep both
             key += "_"
-        arrays[key] = np.ascontiguousarray(array)
+        # (np.ascontiguousarray would turn a 0-d array into shape (1,))
+        arrays[key] = array if array.flags.c_contiguous else array.copy(order="C")
         return {"__tensor__": key}
     if isinstance(obj, dict):
         if all(isinstance(k, str) and k not in _MARKERS for k in obj):

@@ -1,0 +1,331 @@
+"""cr.save / cr.load: bit-exact safetensors round trips for every dtype and nested state, resume from
+a checkpoint equal to an uninterrupted run, atomic writes under SIGKILL, and clear errors (with
+nothing executed) for truncated, random, pickled, PyTorch and lying files."""
+
+import json
+import os
+import pickle
+import random
+import signal
+import struct
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+
+import chainrule as cr
+from chainrule import nn, optim
+from chainrule.io import CheckpointError
+
+DTYPES = [
+    np.float32,
+    np.float64,
+    np.int32,
+    np.int64,
+    np.bool_,
+    np.float16,
+    np.int8,
+    np.int16,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+]
+
+
+def _special_values(dtype, rng):
+    if np.dtype(dtype).kind == "f":
+        info = np.finfo(dtype)
+        values = np.array(
+            [
+                0.0,
+                -0.0,
+                np.inf,
+                -np.inf,
+                np.nan,
+                info.tiny,
+                info.tiny / 4,
+                info.max,
+                -info.max,
+                info.eps,
+            ],
+            dtype=dtype,
+        )
+        # a NaN with a payload: bit-exactness must keep it
+        bits = values.view(f"u{values.itemsize}")
+        bits[4] |= 1
+        return np.concatenate([values, rng.standard_normal(20).astype(dtype)])
+    if np.dtype(dtype).kind == "b":
+        return rng.random(30) > 0.5
+    info = np.iinfo(dtype)
+    return np.concatenate(
+        [
+            np.array([info.min, info.max, 0], dtype=dtype),
+            rng.integers(info.min, info.max, 27, dtype=dtype, endpoint=True),
+        ]
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_round_trip_is_bit_exact_for_every_dtype(tmp_path, dtype):
+    rng = np.random.default_rng(0)
+    values = _special_values(dtype, rng)
+    state = {
+        "flat": cr.Tensor._wrap(values),
+        "matrix": values[:24].reshape(4, 6),
+        "transposed": values[:24].reshape(4, 6).T,  # not contiguous in memory
+        "scalar": values[:1].reshape(()),
+        "empty": values[:0].reshape(0, 3),
+    }
+    path = tmp_path / "state.safetensors"
+    cr.save(state, path)
+    loaded = cr.load(path)
+    assert set(loaded) == set(state)
+    for key, original in state.items():
+        original = original.data if isinstance(original, cr.Tensor) else original
+        back = loaded[key]
+        assert isinstance(back, cr.Tensor)
+        assert back.dtype == original.dtype and back.shape == original.shape, key
+        width = f"u{original.itemsize}" if original.dtype != np.bool_ else "u1"
+        np.testing.assert_array_equal(
+            np.ascontiguousarray(back.numpy()).view(width),
+            np.ascontiguousarray(original).view(width),
+            err_msg=key,
+        )
+
+
+def test_nested_state_with_plain_values_round_trips(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    opt = optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.9), amsgrad=True)
+    model(cr.randn(5, 3)).sum().backward()
+    opt.step()
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "epoch": 3,
+        "note": "best so far",
+        "metrics": [0.5, float("inf"), None, True],
+        "pair": (1, 2.5),
+        "by_int": {1: "one", 2: cr.ones(2)},
+        "tensor": cr.arange(3),
+    }
+    path = tmp_path / "ckpt.safetensors"
+    cr.save(state, path)
+    back = cr.load(path)
+    assert back["epoch"] == 3 and back["note"] == "best so far"
+    assert back["metrics"] == [0.5, float("inf"), None, True]
+    assert back["pair"] == (1, 2.5)
+    assert back["by_int"][1] == "one"
+    np.testing.assert_array_equal(back["by_int"][2].numpy(), [1.0, 1.0])
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(back["model"][key].numpy(), value.numpy())
+    saved_opt = opt.state_dict()
+    assert back["optimizer"]["param_groups"] == saved_opt["param_groups"]
+    for index, entry in saved_opt["state"].items():
+        for name, value in entry.items():
+            got = back["optimizer"]["state"][index][name]
+            if isinstance(value, cr.Tensor):
+                np.testing.assert_array_equal(got.numpy(), value.numpy())
+            else:
+                assert got == value
+    # and it is a standard safetensors file, readable by the reference reader
+    assert set(load_file(path)) >= {"model.0.weight", "optimizer.state.0.exp_avg"}
+
+
+def test_unsaveable_objects_are_refused_with_a_hint(tmp_path):
+    with pytest.raises(TypeError, match=r"cannot save a Linear \(at model\).*state_dict\(\)"):
+        cr.save({"model": nn.Linear(2, 2)}, tmp_path / "x")
+    assert not os.listdir(tmp_path)
+
+
+def test_a_plain_safetensors_file_loads_as_a_dict_of_tensors(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.arange(6.0).reshape(2, 3)}, tmp_path / "t.safetensors")
+    loaded = cr.load(tmp_path / "t.safetensors")
+    np.testing.assert_array_equal(loaded["w"].numpy(), np.arange(6.0).reshape(2, 3))
+
+
+# ---- resume --------------------------------------------------------------------------------------
+
+
+def _setup(seed=0):
+    cr.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+    opt = optim.Adam(model.parameters(), lr=0.05, amsgrad=True)
+    sched = optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)
+    rng = np.random.default_rng(1)
+    data = cr.data.TensorDataset(
+        cr.tensor(rng.standard_normal((40, 4))), cr.tensor(rng.integers(0, 3, 40))
+    )
+    return model, opt, sched, data
+
+
+def _run_epoch(model, opt, sched, data, epoch):
+    loss_fn = nn.CrossEntropyLoss()
+    for x, y in cr.data.DataLoader(data, batch_size=8, shuffle=True, seed=epoch):
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+    sched.step()
+
+
+def test_resumed_run_ends_with_exactly_the_uninterrupted_parameters(tmp_path):
+    model, opt, sched, data = _setup()
+    for epoch in range(4):
+        _run_epoch(model, opt, sched, data, epoch)
+
+    first, opt1, sched1, data = _setup()
+    for epoch in range(2):
+        _run_epoch(first, opt1, sched1, data, epoch)
+    cr.save(
+        {
+            "model": first.state_dict(),
+            "optimizer": opt1.state_dict(),
+            "scheduler": sched1.state_dict(),
+            "epoch": 2,
+        },
+        tmp_path / "ckpt.safetensors",
+    )
+    del first, opt1, sched1
+
+    resumed, opt2, sched2, data = _setup(seed=99)  # different start: everything comes from disk
+    ckpt = cr.load(tmp_path / "ckpt.safetensors")
+    resumed.load_state_dict(ckpt["model"])
+    opt2.load_state_dict(ckpt["optimizer"])
+    sched2.load_state_dict(ckpt["scheduler"])
+    for epoch in range(ckpt["epoch"], 4):
+        _run_epoch(resumed, opt2, sched2, data, epoch)
+    for (name, a), (_, b) in zip(resumed.named_parameters(), model.named_parameters(), strict=True):
+        np.testing.assert_array_equal(
+            a.numpy() if not a.requires_grad else a.detach().numpy(),
+            b.detach().numpy(),
+            err_msg=name,
+        )
+    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+
+
+# ---- atomic writes -------------------------------------------------------------------------------
+
+
+def _state(value):
+    return {"weights": cr.full((512, 1024), float(value), dtype=cr.float64), "version": value}
+
+
+def test_killing_a_writer_at_random_moments_leaves_the_old_or_the_new_file(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    cr.save(_state(0), path)
+    rng = random.Random(0)
+    seen = set()
+    for trial in range(8):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with torch's threads idle
+            pid = os.fork()
+        if pid == 0:  # the writer: saves new versions back to back until killed
+            try:
+                version = 1 + trial * 1000
+                while True:
+                    cr.save(_state(version), path)
+                    version += 1
+            finally:
+                os._exit(0)
+        time.sleep(rng.uniform(0.005, 0.12))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        loaded = cr.load(path)  # never a corrupt file
+        version = loaded["version"]
+        assert np.all(loaded["weights"].numpy() == float(version)), f"trial {trial}: mixed data"
+        seen.add(version)
+    assert len(seen - {0}) >= 2, f"the writer never finished a save: saw versions {seen}"
+    leftovers = [name for name in os.listdir(tmp_path) if name != "ckpt.safetensors"]
+    assert all(
+        name.startswith(".ckpt.safetensors.") and name.endswith(".tmp") for name in leftovers
+    )
+
+
+def test_a_failed_save_leaves_the_previous_file_and_no_temporary(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    cr.save({"a": cr.ones(3)}, path)
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        cr.save({"a": cr.ones(3), "b": object()}, path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["ckpt.safetensors"]
+
+
+# ---- bad files --------------------------------------------------------------------------------
+
+
+class _Trap:
+    """Unpickling this creates a marker file: proof that a loader executed the file's code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _valid_bytes(tmp_path):
+    path = tmp_path / "valid.safetensors"
+    cr.save({"w": cr.arange(100, dtype=cr.float64)}, path)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("cut", [0, 3, 8, 20, -1, -200])
+def test_truncated_file_raises_a_clear_error(tmp_path, cut):
+    data = _valid_bytes(tmp_path)
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(data[:cut])
+    with pytest.raises(CheckpointError, match=r"cut.safetensors: .*(truncated|too short)"):
+        cr.load(path)
+
+
+def test_random_bytes_raise_a_clear_error(tmp_path):
+    path = tmp_path / "noise.bin"
+    for seed in range(20):
+        path.write_bytes(np.random.default_rng(seed).bytes(5000))
+        with pytest.raises(CheckpointError, match="noise.bin: .*(corrupt|truncated|not)"):
+            cr.load(path)
+
+
+def test_pickle_is_refused_and_not_executed(tmp_path):
+    marker = tmp_path / "executed"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"w": _Trap(str(marker))}))
+    with pytest.raises(CheckpointError, match="evil.pkl: this is a Python pickle.*never unpickles"):
+        cr.load(path)
+    assert not marker.exists()
+
+
+def test_pytorch_pt_file_is_refused_and_not_executed(tmp_path):
+    marker = tmp_path / "executed"
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.ones(3), "trap": _Trap(str(marker))}, path)
+    with pytest.raises(CheckpointError, match=r"model.pt: this is a zip archive \(PyTorch's .pt"):
+        cr.load(path)
+    assert not marker.exists()
+
+
+def test_header_claiming_a_huge_length_is_refused_without_allocating(tmp_path):
+    path = tmp_path / "huge.safetensors"
+    path.write_bytes(struct.pack("<Q", 2**62) + b"{}")
+    with pytest.raises(CheckpointError, match=r"claims a length of 4611686018427387904 bytes"):
+        cr.load(path)
+    path.write_bytes(struct.pack("<Q", 5000) + b'{"a": 1}')
+    with pytest.raises(CheckpointError, match=r"claims 5000 bytes but only 8 follow"):
+        cr.load(path)
+
+
+def test_header_that_is_not_json_or_lies_about_offsets_is_refused(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(struct.pack("<Q", 6) + b"not js" + b"\0" * 10)
+    with pytest.raises(CheckpointError, match="header is not valid JSON"):
+        cr.load(path)
+    header = json.dumps({"w": {"dtype": "F64", "shape": [1000], "data_offsets": [0, 8000]}})
+    path.write_bytes(struct.pack("<Q", len(header)) + header.encode() + b"\0" * 80)
+    with pytest.raises(CheckpointError, match="need 8000 bytes of data but only 80 are present"):
+        cr.load(path)
