@@ -1,5 +1,5 @@
-"""cr.save / cr.load: bit-exact safetensors round trips for every dtype and nested state, resume from
-a checkpoint equal to an uninterrupted run, atomic writes under SIGKILL, and clear errors (with
+"""cr.save / cr.load: bit-exact safetensors round trips for every dtype and nested state, resume
+from a checkpoint equal to an uninterrupted run, atomic writes under SIGKILL, and clear errors (with
 nothing executed) for truncated, random, pickled, PyTorch and lying files."""
 
 import json
