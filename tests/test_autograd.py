@@ -167,6 +167,38 @@ def test_no_grad_and_enable_grad_as_decorators():
     assert cr.is_grad_enabled()
 
 
+def test_no_grad_and_enable_grad_as_bare_decorators_like_pytorch():
+    (x,), (tx,) = leaves(X)
+    results = []
+    for lib, leaf in ((cr, x), (torch, tx)):
+
+        @lib.no_grad
+        def without(t):
+            return t * 2.0
+
+        @lib.enable_grad
+        def with_grad(t):
+            return t * 2.0
+
+        with lib.no_grad():
+            enabled = with_grad(leaf).requires_grad
+        results.append((without(leaf).requires_grad, enabled))
+    assert results[0] == results[1] == (False, True)
+
+
+def test_set_grad_enabled_as_a_plain_call_switches_the_mode_like_pytorch():
+    try:
+        cr.set_grad_enabled(False)
+        torch.set_grad_enabled(False)
+        assert cr.is_grad_enabled() == torch.is_grad_enabled() is False
+        (x,), _ = leaves(X)
+        assert not (x * 2.0).requires_grad
+    finally:
+        cr.set_grad_enabled(True)
+        torch.set_grad_enabled(True)
+    assert cr.is_grad_enabled()
+
+
 def test_grad_mode_is_restored_when_the_body_raises():
     with pytest.raises(ZeroDivisionError):
         with cr.no_grad():

@@ -44,19 +44,38 @@ class _GradMode:
         return wrapper
 
 
-class no_grad(_GradMode):
+class _BareDecorator:
+    """`@cr.no_grad` without parentheses decorates at once, as in PyTorch."""
+
+    def __new__(cls, fn=None):
+        instance = super().__new__(cls)
+        return instance if fn is None else instance(fn)
+
+
+class no_grad(_BareDecorator, _GradMode):
     """Run without recording: results do not require grad, nothing is saved."""
 
     mode = False
 
 
-class enable_grad(_GradMode):
+class enable_grad(_BareDecorator, _GradMode):
     mode = True
 
 
 class set_grad_enabled(_GradMode):
     def __init__(self, mode):
+        # As in PyTorch, the call itself switches the mode, so that `cr.set_grad_enabled(False)`
+        # works as a plain statement; leaving a `with` block restores the previous mode.
         self.mode = bool(mode)
+        self._previous = state.enabled
+        state.enabled = self.mode
+
+    def __enter__(self):
+        pass
+
+    def __call__(self, fn):
+        state.enabled = self._previous  # as a decorator, the mode applies inside `fn` only
+        return super().__call__(fn)
 
 
 def is_grad_enabled():
