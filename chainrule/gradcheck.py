@@ -20,20 +20,24 @@ def _outputs(fn, inputs):
 
 
 def _numeric_jacobian(fn, inputs, index, eps):
-    """Column j: (f(x + eps e_j) - f(x - eps e_j)) / (2 eps), every output flattened together."""
-    x = inputs[index]
-    flat = x.data.reshape(-1)
+    """Column j: (f(x + eps e_j) - f(x - eps e_j)) / (2 eps), every output flattened together.
+    Elements are visited in C order, the order the analytic rows are flattened in, by their
+    index: a flat view of a non-contiguous array would be a copy, and perturbing it would do
+    nothing."""
+    data = inputs[index].data
     columns = []
     previous = state.enabled
     state.enabled = False
     try:
-        for j in range(flat.size):
-            saved = flat[j]
-            flat[j] = saved + eps
-            plus = np.concatenate([o.data.reshape(-1) for o in _outputs(fn, inputs)])
-            flat[j] = saved - eps
-            minus = np.concatenate([o.data.reshape(-1) for o in _outputs(fn, inputs)])
-            flat[j] = saved
+        for where in np.ndindex(data.shape):
+            saved = data[where]
+            try:
+                data[where] = saved + eps
+                plus = np.concatenate([o.data.reshape(-1) for o in _outputs(fn, inputs)])
+                data[where] = saved - eps
+                minus = np.concatenate([o.data.reshape(-1) for o in _outputs(fn, inputs)])
+            finally:
+                data[where] = saved
             columns.append((plus - minus) / (2 * eps))
     finally:
         state.enabled = previous

@@ -441,6 +441,27 @@ def test_gradcheck_is_true_for_correct_functions():
     assert cr.gradgradcheck(Exp.apply, (b,))
 
 
+def test_gradcheck_perturbs_inputs_whose_memory_is_not_c_ordered():
+    x = cr.tensor(np.asfortranarray(np.arange(12.0).reshape(3, 4) / 7), requires_grad=True)
+    assert not x.data.flags.c_contiguous  # a flat view of it would be a copy
+    assert cr.gradcheck(lambda t: (t * t).sum(0) * t[0], (x,))
+
+
+def test_gradcheck_restores_the_input_when_the_function_raises():
+    x = cr.tensor([0.5, 1.5], dtype=cr.float64, requires_grad=True)
+    calls = []
+
+    def fails_on_the_second_perturbation(t):
+        calls.append(1)
+        if len(calls) == 3:  # the analytic pass, then the first numeric evaluation
+            raise ArithmeticError("boom")
+        return cr.sin(t)
+
+    with pytest.raises(ArithmeticError):
+        cr.gradcheck(fails_on_the_second_perturbation, (x,))
+    assert x.detach().tolist() == [0.5, 1.5]
+
+
 class WrongExp(cr.autograd.Function):
     """exp whose backward is off by 10%: what gradcheck exists to catch."""
 
