@@ -148,29 +148,35 @@ _SQRT_2_OVER_PI = float(np.sqrt(2 / np.pi))
 _SQRT_HALF = float(np.sqrt(0.5))
 
 
-def _gelu(x, approximate):
-    if approximate == "tanh":
-        return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
+def _gelu(x):
     return x * (0.5 * (1 + special.erf(x * _SQRT_HALF)))
 
 
-def _gelu_local(x, out, approximate):
-    if approximate == "tanh":
-        inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
-        t = d.tanh(inner)
-        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-    return d.normal_cdf(x) + x * d.normal_pdf(x)
+def _gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
 
 
-GELU = Op("gelu", _gelu, params=("approximate",), derivatives={
-    "x": local("normal_cdf(x) + x * normal_pdf(x)", _gelu_local),
+def _gelu_tanh_local(x, out):
+    t = d.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+
+
+# Two declarations, one per approximation, so that each formula is the derivative its rule computes.
+GELU = Op("gelu", _gelu, derivatives={
+    "x": local("normal_cdf(x) + x * normal_pdf(x)",
+               lambda x, out: d.normal_cdf(x) + x * d.normal_pdf(x)),
+}, elementwise=True)
+GELU_TANH = Op("gelu", _gelu_tanh, derivatives={
+    "x": local("0.5 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3))) + 0.5 * x"
+               " * (1 - tanh(sqrt(2 / pi) * (x + 0.044715 * x**3))**2) * sqrt(2 / pi)"
+               " * (1 + 3 * 0.044715 * x**2)", _gelu_tanh_local),
 }, elementwise=True)
 
 
 def gelu(x, approximate="none"):
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', not {approximate!r}")
-    return call(GELU, (x,), approximate=approximate)
+    return call(GELU_TANH if approximate == "tanh" else GELU, (x,))
 
 
 CLAMP = Op("clamp", np.clip, params=("min", "max"), derivatives={

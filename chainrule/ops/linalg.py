@@ -10,25 +10,16 @@ from ..engine.tensor import Tensor
 from .build import as_tensor, call, promote_pair
 
 
+# The op itself sees only operands of 2 or more dims: `matmul` turns a vector into a one-row or
+# one-column matrix and drops that dim from the result, as PyTorch defines it, so that these
+# rules and their formulas are the whole story.
+
+
 def _matmul_grad_a(g, a, b, out):
-    if a.ndim == 1 and b.ndim == 1:
-        return g * b
-    if b.ndim == 1:  # (..., m, k) @ (k,) -> (..., m): the outer product of g and b
-        return sum_to(g.reshape(g.shape + (1,)) * b, a.shape)
-    if a.ndim == 1:  # (k,) @ (..., k, n) -> (..., n)
-        row = g.reshape(g.shape[:-1] + (1, g.shape[-1])) @ b.mT
-        return sum_to(row.reshape(row.shape[:-2] + (row.shape[-1],)), a.shape)
     return sum_to(g @ b.mT, a.shape)
 
 
 def _matmul_grad_b(g, a, b, out):
-    if a.ndim == 1 and b.ndim == 1:
-        return g * a
-    if a.ndim == 1:
-        return sum_to(a.reshape(a.shape + (1,)) * g.reshape(g.shape[:-1] + (1, g.shape[-1])), b.shape)
-    if b.ndim == 1:
-        column = a.mT @ g.reshape(g.shape + (1,))
-        return sum_to(column.reshape(column.shape[:-1]), b.shape)
     if b.ndim == 2 and a.ndim > 2:  # a weight shared over a batch: one big product, no batch sum
         return a.reshape(-1, a.shape[-1]).mT @ g.reshape(-1, g.shape[-1])
     return sum_to(a.mT @ g, b.shape)
@@ -53,7 +44,18 @@ def matmul(a, b):
         )
     if a.dtype != b.dtype:
         a, b = promote_pair(a, b)
-    return call(MATMUL, (a, b))
+    if a.ndim > 1 and b.ndim > 1:
+        return call(MATMUL, (a, b))
+    from .shape import reshape
+
+    out = call(MATMUL, (reshape(a, (1, k_a)) if a.ndim == 1 else a,
+                        reshape(b, (k_b, 1)) if b.ndim == 1 else b))
+    shape = out.shape
+    if a.ndim == 1:
+        shape = shape[:-2] + shape[-1:]
+    if b.ndim == 1:
+        shape = shape[:-1]
+    return reshape(out, shape)
 
 
 mm = bmm = matmul

@@ -16,8 +16,6 @@ def _linear(x, weight, bias):
 
 
 def _linear_grad_weight(g, x, weight, bias, out):
-    if x.ndim == 1:
-        return g.reshape(-1, 1) * x
     return g.reshape(-1, g.shape[-1]).mT @ x.reshape(-1, x.shape[-1])
 
 
@@ -27,7 +25,7 @@ def _linear_grad_bias(g, x, weight, bias, out):
 
 LINEAR = Op("linear", _linear, ("x", "weight", "bias"), {
     "x": vjp("g @ weight", lambda g, x, weight, bias, out: g @ weight),
-    "weight": vjp("g.mT @ x", _linear_grad_weight),
+    "weight": vjp("sum_to(g.mT @ x, weight.shape)", _linear_grad_weight),
     "bias": vjp("sum_to(g, bias.shape)", _linear_grad_bias),
 })
 
@@ -50,7 +48,10 @@ def linear(input, weight, bias=None):  # noqa: A002 - PyTorch's argument names
             from .shape import to
 
             bias = to(bias, weight.dtype)
-    # apply, not call: a missing bias stays None rather than becoming a tensor.
+    # apply, not call: a missing bias stays None rather than becoming a tensor. A vector input
+    # is a batch of one, so that the op (and its formulas) only ever see matrices and batches.
+    if x.ndim == 1:
+        return apply(LINEAR, (x.reshape(1, -1), weight, bias), {}).reshape(-1)
     return apply(LINEAR, (x, weight, bias), {})
 
 

@@ -238,12 +238,14 @@ def _prod(x, dim, keepdim):
 
 
 def _prod_rule(g, x, out, dim, keepdim):
+    # Without zeros, the product of the others is prod / x (the product recomputed: `out` lacks
+    # the reduced axes and is not saved); with zeros, it is multiplied out exactly.
     if isinstance(x, Tensor):
         if not (x.data == 0).any():
-            return d.unreduce(g * out, x.shape, dim, keepdim) / x
+            return d.unreduce(g, x.shape, dim, keepdim) * (prod(x, dim, True) / x)
         return d.unreduce(g, x.shape, dim, keepdim) * _product_of_others_recorded(x, dim)
     if not (x == 0).any():
-        return d.unreduce(g * out, x.shape, dim, keepdim) / x
+        return d.unreduce(g, x.shape, dim, keepdim) * (np.prod(x, axis=dim, keepdims=True) / x)
     return d.unreduce(g, x.shape, dim, keepdim) * _product_of_others(x, dim)
 
 
@@ -277,7 +279,7 @@ def _product_of_others(x, dim):
 
 
 PROD = Op("prod", _prod, params=("dim", "keepdim"), derivatives={
-    "x": vjp("unreduce(g * out, x.shape, dim, keepdim) / x", _prod_rule),
+    "x": vjp("unreduce(g, x.shape, dim, keepdim) * product_of_others(x, dim)", _prod_rule),
 })
 
 
