@@ -439,9 +439,12 @@ def _eval(node, names):
             return value
         raise ValueError(f"unsupported unary operator in formula: {ast.unparse(node)}")
     if isinstance(node, ast.Compare) and len(node.ops) == 1:
-        return _COMPARE[type(node.ops[0])](
-            _eval(node.left, names), _eval(node.comparators[0], names)
-        )
+        compare = _COMPARE[type(node.ops[0])]
+        left, right = _eval(node.left, names), _eval(node.comparators[0], names)
+        if any(isinstance(x, np.ndarray) and x.dtype == object for x in (left, right)):
+            # Symbolic operands: keep each comparison as an unevaluated relation.
+            return np.vectorize(compare, otypes=[object])(left, right)
+        return compare(left, right)
     if isinstance(node, ast.Attribute):
         if node.attr not in ("shape", "ndim", "mT", "T"):
             raise ValueError(f"formula reads attribute {node.attr!r}, which is not allowed")

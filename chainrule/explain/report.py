@@ -1,0 +1,164 @@
+"""Self-contained HTML reports: derivations, the graph (inline SVG), the step table and plots
+(inline base64 PNG). Nothing in the page is fetched from the network: no scripts, no fonts, no
+external style sheets or images."""
+
+import base64
+import html
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .trace import figure_png
+
+_STYLE = """
+body { font-family: Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1200px;
+       color: #212529; background: #ffffff; }
+h1 { font-size: 24px; } h2 { font-size: 19px; margin-top: 28px; border-bottom: 1px solid #dee2e6; }
+pre { background: #f8f9fa; padding: 10px; overflow-x: auto; font-size: 13px;
+      white-space: pre-wrap; }
+table.chainrule-trace { border-collapse: collapse; font-size: 12px; font-family: monospace; }
+table.chainrule-trace th, table.chainrule-trace td { border: 1px solid #dee2e6; padding: 2px 8px;
+      text-align: right; }
+.graph svg { max-width: 100%; height: auto; }
+.plots img { max-width: 48%; margin: 4px; border: 1px solid #e9ecef; }
+.note { color: #868e96; font-size: 13px; }
+"""
+
+
+def write_report(
+    path,
+    *,
+    title="chainrule: backpropagation, shown",
+    intro=None,
+    derivations=(),
+    symbolic=None,
+    graph=None,
+    trace=None,
+    figures=(),
+    text=(),
+    table_rows=60,
+):
+    """Write one HTML file with everything inline and return its path.
+
+    derivations: `paths(...)` results; symbolic: a `symbolic(...)` result; graph: a `graph(...)`
+    drawing; trace: a `Trace`; figures: matplotlib figures or (caption, figure) pairs; text:
+    (heading, preformatted text) pairs for anything else (for example a demo's printout).
+    """
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    if intro:
+        parts.append(f"<p>{html.escape(intro)}</p>")
+    if derivations:
+        parts.append("<h2>The chain rule, path by path</h2>")
+        for d in derivations:
+            parts.append(f"<pre>{html.escape(str(d))}</pre>")
+    if symbolic is not None:
+        parts.append("<h2>The same derivatives, symbolically (SymPy)</h2>")
+        parts.append(f"<pre>{html.escape(str(symbolic))}</pre>")
+    if graph is not None:
+        parts.append("<h2>The computational graph</h2>")
+        parts.append(_graph_html(graph))
+    if trace is not None and len(trace):
+        parts.append("<h2>Gradient descent, step by step</h2>")
+        parts.append(trace.html_table(max_rows=table_rows))
+    figures = list(figures)
+    if figures:
+        parts.append('<h2>Plots</h2><div class="plots">')
+        for item in figures:
+            caption, fig = item if isinstance(item, tuple) else ("", item)
+            data = base64.b64encode(figure_png(fig)).decode()
+            alt = html.escape(caption or "plot")
+            parts.append(f'<img alt="{alt}" title="{alt}" src="data:image/png;base64,{data}"/>')
+        parts.append("</div>")
+    for heading, body in text:
+        parts.append(f"<h2>{html.escape(heading)}</h2><pre>{html.escape(body)}</pre>")
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"/>'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>\n"
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _graph_html(drawing):
+    if shutil.which("dot") is None:
+        from .graph import INSTALL_HINT
+
+        return (
+            f'<p class="note">{html.escape(INSTALL_HINT)}</p>'
+            f"<pre>{html.escape(drawing.source)}</pre>"
+        )
+    svg = drawing.svg()
+    # The SVG goes in as markup; its XML prologue and DOCTYPE are not allowed inside HTML.
+    start = svg.find("<svg")
+    return f'<div class="graph">{svg[start:]}</div>'
+
+
+def model_report(
+    model,
+    inputs,
+    targets,
+    loss_fn,
+    path,
+    history=None,
+    sample=0,
+    title="chainrule explain",
+    max_derivations=6,
+):
+    """Explain one sample's loss through `model` and write an HTML report: the derivation for
+    each parameter (matrix form, with shapes), the graph grouped by module, and when `history`
+    (a `train.History` or a `Trace`) is given, its plots."""
+    from ..engine.tensor import Tensor
+    from .graph import graph, track_modules
+    from .paths import paths
+    from .trace import Trace, plot_loss
+
+    x = inputs if isinstance(inputs, Tensor) else Tensor(np.asarray(inputs))
+    t = targets if isinstance(targets, Tensor) else Tensor(np.asarray(targets))
+    if len(x) <= sample:
+        raise ValueError(f"model_report: sample {sample} is out of range for {len(x)} inputs")
+    x, t = x[sample : sample + 1], t[sample : sample + 1]
+    x.name, t.name = "x", "target"
+    names = {p: name for name, p in model.named_parameters()}
+    with track_modules(model) as modules:
+        output = model(x)
+    output.name = "output"
+    loss = loss_fn(output, t)
+    loss.name = "loss"
+    params = [p for _, p in model.named_parameters() if p.requires_grad]
+    derivations = paths(loss, params[:max_derivations], names=names, max_paths=8)
+    drawing = graph(loss, highlight=params[0] if params else None, names=names, modules=modules)
+    figures, trace = [], None
+    if isinstance(history, Trace):
+        trace = history
+        figures.append(("loss against step", history.plot_loss()))
+    elif history is not None:
+        if getattr(history, "step_loss", None):
+            figures.append(("loss against step", plot_loss(history.step_loss)))
+        if getattr(history, "epoch_loss", None):
+            figures.append(
+                (
+                    "loss against epoch",
+                    plot_loss(history.epoch_loss, title="Loss against epoch", label="epoch loss"),
+                )
+            )
+        for name, values in (getattr(history, "metrics", None) or {}).items():
+            if values:
+                figures.append((name, plot_loss(values, title=f"{name} against epoch", label=name)))
+    intro = (
+        f"Sample {sample}: loss {float(loss.item()):.6g}. Parameters are named as in "
+        "model.named_parameters(); g_X is d loss / d X."
+    )
+    return write_report(
+        path,
+        title=title,
+        intro=intro,
+        derivations=derivations,
+        graph=drawing,
+        trace=trace,
+        figures=figures,
+    )
