@@ -391,6 +391,76 @@ def test_custom_function_backward_returning_the_wrong_number_of_gradients_is_an_
         TooFew.apply(a, b).sum().backward()
 
 
+class Cube(cr.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x * x
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * 3.0 * x * x
+
+
+class TorchCube(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x * x
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * 3.0 * x * x
+
+
+def test_custom_function_input_changed_in_place_after_saving_is_refused_like_pytorch():
+    (x,), (tx,) = leaves(X)
+    hidden, t_hidden = x * 2.0, tx * 2.0
+    out, t_out = Cube.apply(hidden), TorchCube.apply(t_hidden)
+    hidden.add_(1.0)
+    t_hidden.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        t_out.sum().backward()
+    with pytest.raises(RuntimeError, match=r"saved tensor 0 of Cube.*modified in place"):
+        out.sum().backward()
+
+
+@pytest.mark.parametrize("under_no_grad", [False, True])
+def test_custom_function_output_it_saved_changed_in_place_is_refused_like_pytorch(under_no_grad):
+    (x,), (tx,) = leaves(X)
+    out, t_out = Exp.apply(x * 1.0), TorchExp.apply(tx * 1.0)
+    with cr.set_grad_enabled(not under_no_grad), torch.set_grad_enabled(not under_no_grad):
+        out.mul_(2.0)
+        t_out.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        t_out.sum().backward()
+    with pytest.raises(RuntimeError, match=r"output of Exp was modified in place"):
+        out.sum().backward()
+
+
+def test_mark_non_differentiable_gives_an_output_without_grad_like_pytorch():
+    results = []
+    for lib in (cr, torch):
+
+        class Positive(lib.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                result = (x > 0).double()
+                ctx.mark_non_differentiable(result)
+                return result
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return None
+
+        x = lib.tensor(X, dtype=lib.float64, requires_grad=True)
+        out = Positive.apply(x)
+        results.append((out.requires_grad, out.grad_fn is None, out.tolist()))
+    assert results[0] == results[1]
+
+
 # ---- detect_anomaly -----------------------------------------------------------------------------
 
 

@@ -14,10 +14,19 @@ class FunctionCtx:
 
     def save_for_backward(self, *tensors):
         self._saved = tensors
+        # As PyTorch's version counter does: backward refuses a saved tensor changed in place.
+        self._versions = tuple(t._version if isinstance(t, Tensor) else None for t in tensors)
 
     @property
     def saved_tensors(self):
         saved = getattr(self, "_saved", ())
+        for i, (t, version) in enumerate(zip(saved, self._versions, strict=True)):
+            if version is not None and t is not _OUTPUT and t._version != version:
+                raise RuntimeError(
+                    f"saved tensor {i} of {self._name} (shape {tuple(t.shape)}) was modified in "
+                    "place after save_for_backward; backward would use the new values. Modify a "
+                    "copy (x.clone()) or do the in-place change after backward"
+                )
         output = getattr(self, "_output", None)
         if output is None:
             return saved
@@ -25,6 +34,11 @@ class FunctionCtx:
         # in differentiable ops is itself differentiable through it (exp's backward `g * out`).
         array, node_ref = output
         node = node_ref() if node_ref is not None else None
+        if node is not None and node.out_modified:
+            raise RuntimeError(
+                f"the output of {self._name} was modified in place after it was computed, but "
+                f"{self._name}.backward saved it; modify a copy instead"
+            )
         return tuple(
             (Tensor._wrap(array, node) if node is not None else Tensor._wrap(array))
             if t is _OUTPUT
@@ -33,10 +47,11 @@ class FunctionCtx:
         )
 
     def mark_non_differentiable(self, *tensors):
-        pass
+        """The given outputs get no gradient: the result of apply does not require grad."""
+        self._non_differentiable = tensors
 
     def set_materialize_grads(self, value):
-        pass
+        pass  # one output, so there are never missing output gradients to materialize
 
 
 # Stands in for forward's result among the saved tensors (see FunctionCtx.saved_tensors).
@@ -59,6 +74,8 @@ class Function:
     @classmethod
     def apply(cls, *args):
         ctx = FunctionCtx()
+        ctx._name = cls.__name__
+        ctx._versions = ()
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         previous = state.enabled
         state.enabled = False
@@ -70,6 +87,8 @@ class Function:
             raise TypeError(
                 f"{cls.__name__}.forward must return one Tensor, got {type(result).__name__}"
             )
+        if any(t is result for t in getattr(ctx, "_non_differentiable", ())):
+            return Tensor._wrap(result.data)
         saved = getattr(ctx, "_saved", ())
         keeps_output = any(t is result for t in saved) and not any(t is result for t in args)
         if keeps_output:
