@@ -39,7 +39,7 @@ MODULES = {  # the engine's module first: shape.py re-exports its BROADCAST_TO
 }
 
 
-# ---- helpers the formulas name, written independently of the rule code ---------------------------
+# ---- helpers the formulas name, written independently of the rule code ----
 
 
 class Arr(np.ndarray):
@@ -228,7 +228,7 @@ def namespace():
     return space
 
 
-# ---- what each op is evaluated on --------------------------------------------------------------
+# ---- what each op is evaluated on ----
 
 
 class Row:
@@ -687,7 +687,7 @@ def test_formula_equals_rule_at_random_points(op, row, i):
         )
 
 
-# ---- SymPy: elementwise local formulas against sympy.diff of the forward ------------------------
+# ---- SymPy: elementwise local formulas against sympy.diff of the forward ----
 
 x_, a_, b_ = sympy.symbols("x a b", real=True)
 beta_, threshold_ = sympy.Rational(3, 2), sympy.Integer(2)

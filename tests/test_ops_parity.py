@@ -33,7 +33,7 @@ def Fn(m):
     return fn_of(m, F)
 
 
-# ---- input domains: where each op is smooth, so finite gradients are comparable --------------
+# ---- input domains: where each op is smooth, so finite gradients are comparable ----
 
 
 def _domain(rng, shape, kind):

@@ -117,7 +117,7 @@ sign = unary(SIGN)
 
 def _softplus(x, beta, threshold):
     bx = x if beta == 1 else x * beta
-    out = np.logaddexp(0, bx)
+    out = np.asarray(np.logaddexp(0, bx))  # a 0-d input gives a NumPy scalar: make it an array
     if beta != 1:
         out /= beta
     np.copyto(out, x, where=bx > threshold)
@@ -128,7 +128,7 @@ def _softplus_local(x, out, beta, threshold):
     bx = x if beta == 1 else x * beta
     if isinstance(x, Tensor):
         return d.where(bx > threshold, 1.0, d.sigmoid(bx))
-    slope = special.expit(bx)
+    slope = np.asarray(special.expit(bx))
     np.copyto(slope, 1.0, where=bx > threshold)
     return slope
 
