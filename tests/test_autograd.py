@@ -95,6 +95,22 @@ def test_backward_with_gradient_argument_is_a_vector_jacobian_product_like_pytor
     assert_close(x.grad, tx.grad, "backward(gradient=v)")
 
 
+def test_backward_with_inputs_accumulates_only_into_those_like_pytorch():
+    (x, w), (tx, tw) = leaves(X, W)
+    results = []
+    for lib, a, b in ((cr, x, w), (torch, tx, tw)):
+        hidden = lib.sin(a) * b
+        loss = (hidden * hidden).sum()
+        loss.backward(inputs=[a, hidden], retain_graph=True)
+        hidden_grad = hidden.grad.detach().numpy().copy()
+        loss.backward(inputs=a)
+        results.append((a.grad, b.grad, hidden_grad))
+    (ag, bg, hg), (tag, tbg, thg) = results
+    assert bg is None and tbg is None
+    assert_close(ag, tag, "x.grad after two backward(inputs=...)")
+    assert_close(hg, thg, "non-leaf input's grad")
+
+
 # ---- cr.grad ------------------------------------------------------------------------------------
 
 

@@ -103,10 +103,16 @@ class AnomalyError(RuntimeError):
 
 
 def backward(tensor, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-    if inputs is not None:
-        inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    results = _run([tensor], [gradient], retain_graph, create_graph, inputs, accumulate=True)
-    del results
+    if inputs is None:
+        _run([tensor], [gradient], retain_graph, create_graph, None, accumulate=True)
+        return
+    # Only `inputs` accumulate, leaves or not, as in PyTorch.
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    found = _run([tensor], [gradient], retain_graph, create_graph, inputs, accumulate=False)
+    for x in inputs:
+        g = found.get(x)
+        if g is not None:
+            x.grad = g if x.grad is None else x.grad + g
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
