@@ -14,6 +14,7 @@ import os
 import struct
 import sys
 import tempfile
+import textwrap
 
 import numpy as np
 
@@ -273,6 +274,8 @@ def _hidden(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a list of layer sizes (write e.g. 2 or 64,32)"
         ) from None
+    if not sizes:
+        raise argparse.ArgumentTypeError("give at least one layer size (e.g. 2 or 64,32)")
     if any(n < 1 for n in sizes):
         raise argparse.ArgumentTypeError(f"layer sizes must be at least 1, got {text!r}")
     return sizes
@@ -416,7 +419,7 @@ def cmd_fit(args, echo):
     y = table.target.numpy()
     if task == "classification" and len(table.classes) < 2:
         raise CLIError(
-            f"the target {table.target_name!r} has only one class "
+            f"{args.data}: the target {table.target_name!r} has only one class "
             f"({table.classes[0]!r}); a classifier needs at least two"
         )
     val_fraction = args.val_fraction if args.val_fraction is not None else (0.0 if lesson else 0.2)
@@ -657,16 +660,23 @@ def cmd_demo(args, echo):
 # ---- the parser ---------------------------------------------------------------------------------
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks; descriptions are wrapped by `_text`. Defaults are stated
+    in each option's help, where they can say how the lesson's run differs."""
+
+
+def _text(paragraph):
+    return textwrap.fill(" ".join(paragraph.split()), width=78)
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="chainrule",
         formatter_class=_Formatter,
-        description="Backpropagation that shows its work: fit a small neural network to a CSV "
-        "table, predict with it, explain it, or replay the lesson.",
+        description=_text(
+            "Backpropagation that shows its work: fit a small neural network to a CSV "
+            "table, predict with it, explain it, or replay the lesson."
+        ),
         epilog="examples:\n"
         "  chainrule demo\n"
         "  chainrule fit                       # the lesson's dosage data\n"
@@ -681,11 +691,13 @@ def build_parser():
         "fit",
         formatter_class=_Formatter,
         help="fit a network to a CSV table",
-        description="Fit a neural network to the columns of a CSV file (header line first). "
-        "Regression or classification follows from the target column: text labels, "
-        "or a few whole numbers, are classes. Features are standardized with the "
-        "training split's mean and standard deviation, stored in the model. Without "
-        "DATA it fits the lesson's dosage data (hidden 2, softplus, SSR).",
+        description=_text(
+            "Fit a neural network to the columns of a CSV file (header line first). "
+            "Regression or classification follows from the target column: text labels, "
+            "or a few whole numbers, are classes. Features are standardized with the "
+            "training split's mean and standard deviation, stored in the model. Without "
+            "DATA it fits the lesson's dosage data (hidden 2, softplus, SSR)."
+        ),
     )
     fit.add_argument(
         "data", nargs="?", metavar="DATA.csv", help="the table (omit: the lesson's dosage data)"
@@ -713,30 +725,48 @@ def build_parser():
         choices=("regression", "classification"),
         help="override the task inferred from the target",
     )
-    fit.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    fit.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default: adam")
     fit.add_argument(
-        "--lr", type=_positive(float), help="learning rate (default: 0.01; lesson: 0.1)"
+        "--lr",
+        type=_positive(float),
+        metavar="RATE",
+        help="learning rate (default: 0.01; lesson: 0.1)",
     )
     fit.add_argument(
         "--epochs",
         type=_positive(int),
+        metavar="N",
         help="passes over the training rows (default: 200; lesson: 1000)",
     )
-    fit.add_argument("--max-steps", type=_positive(int), help="stop after this many updates")
-    fit.add_argument("--batch-size", type=_positive(int), default=32)
+    fit.add_argument(
+        "--max-steps", type=_positive(int), metavar="N", help="stop after this many updates"
+    )
+    fit.add_argument(
+        "--batch-size",
+        type=_positive(int),
+        default=32,
+        metavar="N",
+        help="rows per update (default: 32)",
+    )
     fit.add_argument(
         "--val-fraction",
         type=_fraction,
+        metavar="F",
         help="share of rows held out for the metrics (default: 0.2; lesson: 0)",
     )
     fit.add_argument(
-        "--seed", type=int, default=0, help="seed for the split, initialisation and shuffling"
+        "--seed",
+        type=int,
+        metavar="N",
+        default=0,
+        help="seed for the split, initialisation and shuffling (default: 0)",
     )
     fit.add_argument(
         "--out",
         default="model.safetensors",
         metavar="MODEL",
-        help="where to write the model; the loss plot goes beside it as MODEL-stem.loss.png",
+        help="where to write the model (default: model.safetensors); the loss plot goes "
+        "beside it, named like MODEL with .loss.png in place of its suffix",
     )
     fit.add_argument(
         "--drop-missing",
@@ -749,9 +779,11 @@ def build_parser():
         "predict",
         formatter_class=_Formatter,
         help="predict with a fitted model",
-        description="Predict the target for each row of a CSV file that has the model's feature "
-        "columns, written as CSV (to stdout unless --out). Classification adds one "
-        "probability column per class.",
+        description=_text(
+            "Predict the target for each row of a CSV file that has the model's feature "
+            "columns, written as CSV (to stdout unless --out). Classification adds one "
+            "probability column per class."
+        ),
     )
     predict.add_argument("model", metavar="MODEL", help="a model file written by chainrule fit")
     predict.add_argument("data", metavar="DATA.csv")
@@ -766,13 +798,20 @@ def build_parser():
         "explain",
         formatter_class=_Formatter,
         help="write an HTML report on a fitted model",
-        description="Write a self-contained HTML report showing how backpropagation computes the "
-        "model's gradients on DATA (required unless the model was fitted on the "
-        "lesson's data).",
+        description=_text(
+            "Write a self-contained HTML report showing how backpropagation computes the "
+            "model's gradients on DATA (required unless the model was fitted on the "
+            "lesson's data)."
+        ),
     )
     explain.add_argument("model", metavar="MODEL")
     explain.add_argument("data", nargs="?", metavar="DATA.csv")
-    explain.add_argument("--out", default="report.html", metavar="REPORT.html")
+    explain.add_argument(
+        "--out",
+        default="report.html",
+        metavar="REPORT.html",
+        help="where to write the report (default: report.html)",
+    )
     explain.add_argument(
         "--drop-missing",
         action="store_true",
@@ -783,11 +822,16 @@ def build_parser():
         "demo",
         formatter_class=_Formatter,
         help="reproduce the lesson end to end",
-        description="Replay the lesson: every number it quotes, then all seven parameters "
-        "trained from scratch, with its pictures written to --out.",
+        description=_text(
+            "Replay the lesson: every number it quotes, then all seven parameters "
+            "trained from scratch, with its pictures written to --out."
+        ),
     )
     demo.add_argument(
-        "--out", default="chainrule-demo", metavar="DIR", help="folder for the pictures"
+        "--out",
+        default="chainrule-demo",
+        metavar="DIR",
+        help="folder for the pictures (default: chainrule-demo)",
     )
     return parser
 

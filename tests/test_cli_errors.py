@@ -1,0 +1,238 @@
+"""Bad input on the command line: each fault ends in one line on stderr naming the problem, exit
+status 2, no traceback and no file written. Run as a user would, in a subprocess."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+from test_cli import run, write_csv
+
+GOOD = "a,b,y\n1,2,3\n2,3,5\n3,5,8\n4,4,8\n5,1,6\n"
+
+
+def assert_clean_failure(result, *fragments, folder=None, before=None):
+    code, out, err = result
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in err and "Traceback" not in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("chainrule ") and ": error: " in lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    if folder is not None:
+        # Nothing new: no model, no plot, no leftover temporary file.
+        assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("", ["is empty"]),
+        ("a,b,y\n", ["has a header but no data rows"]),
+        ("a,b,a,y\n1,2,3,4\n", ["names column 'a' twice", "columns 1 and 3"]),
+        (
+            "a,b,y\n1,2,3\n4,x7,6\n",
+            ["line 3", "column 'b'", "'x7' is not a number", "--drop-missing"],
+        ),
+        (
+            "a,b,y\n1,2,3\n4,,6\n7,8,9\n",
+            ["line 3", "column 'b'", "missing value", "--drop-missing"],
+        ),
+        ("a,b,y\n1,2,3\n4,5\n", ["line 3", "2 fields", "3 columns"]),
+        ("a,b,y\n1,2,cat\n3,4,cat\n5,6,cat\n", ["only one class", "'cat'"]),
+    ],
+)
+def test_faulty_tables_fail_cleanly(tmp_path, text, fragments):
+    (tmp_path / "data.csv").write_text(text)
+    before = files(tmp_path)
+    result = run("fit", "data.csv", "--target", "y", "--epochs", "1", cwd=tmp_path)
+    assert_clean_failure(result, "data.csv", *fragments, folder=tmp_path, before=before)
+
+
+def test_missing_data_file(tmp_path):
+    assert_clean_failure(
+        run("fit", "absent.csv", "--target", "y", cwd=tmp_path),
+        "absent.csv: no such file",
+        folder=tmp_path,
+        before=[],
+    )
+
+
+def test_unknown_target_and_feature_columns(tmp_path):
+    (tmp_path / "data.csv").write_text(GOOD)
+    before = files(tmp_path)
+    assert_clean_failure(
+        run("fit", "data.csv", "--target", "z", cwd=tmp_path),
+        "no column 'z'",
+        "'a', 'b', 'y'",
+        folder=tmp_path,
+        before=before,
+    )
+    assert_clean_failure(
+        run("fit", "data.csv", "--target", "y", "--features", "a,q", cwd=tmp_path),
+        "no column 'q'",
+        folder=tmp_path,
+        before=before,
+    )
+    assert_clean_failure(
+        run("fit", "data.csv", "--target", "y", "--features", "a,a", cwd=tmp_path),
+        "named twice",
+        folder=tmp_path,
+        before=before,
+    )
+
+
+def test_data_without_target_is_refused(tmp_path):
+    (tmp_path / "data.csv").write_text(GOOD)
+    assert_clean_failure(run("fit", "data.csv", cwd=tmp_path), "needs --target")
+
+
+def test_loss_that_does_not_fit_the_task(tmp_path):
+    (tmp_path / "data.csv").write_text(GOOD)
+    assert_clean_failure(
+        run(
+            "fit",
+            "data.csv",
+            "--target",
+            "y",
+            "--task",
+            "regression",
+            "--loss",
+            "cross-entropy",
+            cwd=tmp_path,
+        ),
+        "--loss cross-entropy",
+    )
+
+
+def test_output_folder_that_does_not_exist_is_refused_before_training(tmp_path):
+    (tmp_path / "data.csv").write_text(GOOD)
+    before = files(tmp_path)
+    assert_clean_failure(
+        run("fit", "data.csv", "--target", "y", "--out", "nowhere/m.safetensors", cwd=tmp_path),
+        "nowhere",
+        "does not exist",
+        folder=tmp_path,
+        before=before,
+    )
+
+
+def test_bad_option_values_are_usage_errors(tmp_path):
+    for args in (
+        ["--hidden", "2,x"],
+        ["--hidden", "0"],
+        ["--lr", "-1"],
+        ["--val-fraction", "1.5"],
+        ["--activation", "swish"],
+        ["--epochs", "0"],
+    ):
+        code, _, err = run("fit", *args, cwd=tmp_path)
+        assert code == 2 and "Traceback" not in err and "error:" in err, (args, err)
+    assert files(tmp_path) == []
+
+
+@pytest.fixture
+def model(tmp_path):
+    (tmp_path / "data.csv").write_text(GOOD)
+    assert (
+        run(
+            "fit",
+            "data.csv",
+            "--target",
+            "y",
+            "--epochs",
+            "1",
+            "--out",
+            "m.safetensors",
+            cwd=tmp_path,
+        )[0]
+        == 0
+    )
+    return tmp_path / "m.safetensors"
+
+
+def test_corrupt_and_foreign_model_files_are_refused(tmp_path, model):
+    blob = model.read_bytes()
+    (tmp_path / "truncated.safetensors").write_bytes(blob[: len(blob) // 2])
+    (tmp_path / "noise.safetensors").write_bytes(np.random.default_rng(0).bytes(300))
+    (tmp_path / "tiny.safetensors").write_bytes(b"abc")
+    (tmp_path / "header.safetensors").write_bytes(struct.pack("<Q", 5) + b"{{{{{")
+    save_file({"w": np.zeros(3)}, tmp_path / "foreign.safetensors", metadata={"format": "pt"})
+    # A chainrule header whose tensors do not fit the architecture it states.
+    with safe_open(model, framework="numpy") as f:
+        metadata = f.metadata()
+    spec = json.loads(metadata["model"])
+    spec["layers"][1] -= 1
+    save_file(
+        load_file(model),
+        tmp_path / "mismatch.safetensors",
+        metadata={**metadata, "model": json.dumps(spec)},
+    )
+    cases = {
+        "truncated.safetensors": "truncated",
+        "noise.safetensors": "not a safetensors file",
+        "tiny.safetensors": "too short",
+        "header.safetensors": "header is not JSON",
+        "foreign.safetensors": "without chainrule's model metadata",
+        "data.csv": "not a safetensors file",
+        "absent.safetensors": "no such model file",
+        "mismatch.safetensors": "needs",
+    }
+    before = files(tmp_path)
+    for name, fragment in cases.items():
+        assert_clean_failure(
+            run("predict", name, "data.csv", "--out", "p.csv", cwd=tmp_path),
+            name,
+            fragment,
+            folder=tmp_path,
+            before=before,
+        )
+
+
+def test_predict_faults(tmp_path, model):
+    write_csv(tmp_path / "only_a.csv", ["a"], [[1], [2]])
+    write_csv(tmp_path / "gap.csv", ["a", "b"], [[1, 2], [3, "?"], [5, 6]])
+    before = files(tmp_path)
+    assert_clean_failure(
+        run("predict", model.name, "only_a.csv", cwd=tmp_path),
+        "no column 'b'",
+        folder=tmp_path,
+        before=before,
+    )
+    assert_clean_failure(
+        run("predict", model.name, "gap.csv", cwd=tmp_path),
+        "line 3",
+        "column 'b'",
+        "--drop-missing",
+        folder=tmp_path,
+        before=before,
+    )
+    assert_clean_failure(
+        run("predict", model.name, "gap.csv", "--out", "no/p.csv", cwd=tmp_path),
+        "does not exist",
+        folder=tmp_path,
+        before=before,
+    )
+    code, out, _ = run("predict", model.name, "gap.csv", "--drop-missing", cwd=tmp_path)
+    assert code == 0 and len(out.strip().splitlines()) == 3
+
+
+def test_explain_output_folder_that_does_not_exist(tmp_path, model):
+    before = files(tmp_path)
+    assert_clean_failure(
+        run("explain", model.name, "data.csv", "--out", "no/r.html", cwd=tmp_path),
+        "does not exist",
+        folder=tmp_path,
+        before=before,
+    )
+
+
+def test_explain_without_data_for_a_csv_model_asks_for_it(tmp_path, model):
+    assert_clean_failure(run("explain", model.name, cwd=tmp_path), "give that")
