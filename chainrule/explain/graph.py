@@ -41,7 +41,8 @@ class ModuleRecord:
         """The innermost module whose forward created node number `seq`, as (name, class)."""
         best = None
         for name, cls, start, end in self.spans:
-            if start < seq <= end and (best is None or start >= best[2]):
+            # Nested spans: the latest start, then the earliest end, is the innermost module.
+            if start < seq <= end and (best is None or (start, -end) > (best[2], -best[3])):
                 best = (name, cls, start, end)
         return None if best is None else best[:2]
 

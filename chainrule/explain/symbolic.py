@@ -151,15 +151,15 @@ def _fmt(value):
 
 
 def _same(a, b, point):
+    """Whether two expressions are equal. With a point: compared there and at two points near it
+    (simplify can miss identities between exp/log forms, and is slow on big expressions);
+    without: by `simplify`."""
     import sympy
 
     a, b = sympy.sympify(a), sympy.sympify(b)
-    difference = sympy.simplify(a - b)
-    if difference == 0:
-        return True
+    difference = a - b
     if point is None:
-        return False
-    # simplify may miss an identity (exp/log forms): compare at the recorded point and nearby.
+        return sympy.simplify(difference) == 0
     for shift in (0.0, 0.137, -0.291):
         at = {s: v + shift for s, v in point.items()}
         value = complex(difference.subs(at).evalf())

@@ -133,7 +133,7 @@ class Trace:
                 e = s["params"][name]
                 if self._scalar(name):
                     row += [
-                        format_number(float(e[k]), digits)
+                        format_number(float(np.ravel(e[k])[0]), digits)
                         for k in ("value", "slope", "step_size", "new_value")
                     ]
                 else:
