@@ -52,13 +52,13 @@ def value_and_grad(f, argnums=0, has_aux=False):
             if not isinstance(value, Tensor) or value.data.size != 1:
                 shape = getattr(value, "shape", type(value).__name__)
                 raise ValueError(f"grad: the function must return a scalar Tensor, got {shape}")
-            grads = _grad(
-                value,
-                [args[n] for n in nums],
-                create_graph=nested,
-                allow_unused=True,
-                materialize_grads=True,
-            )
+            wrt = [args[n] for n in nums]
+            if value.requires_grad:
+                grads = _grad(
+                    value, wrt, create_graph=nested, allow_unused=True, materialize_grads=True
+                )
+            else:  # f does not depend on its arguments: zero gradients, as in torch.func
+                grads = tuple(Tensor._wrap(np.zeros_like(x.data)) for x in wrt)
         finally:
             state.enabled = previous
         value = value if nested else value.detach()
@@ -80,7 +80,8 @@ def grad(f, argnums=0, has_aux=False):
 
 
 def vjp(f, *primals):
-    """(f(*primals), vjp_fn) where vjp_fn(v) gives one cotangent per primal, as a tuple."""
+    """(f(*primals), vjp_fn) where vjp_fn(v) gives one cotangent per primal, as a tuple. As in
+    torch.func.vjp, `f` may return a tuple of Tensors, and then `v` is a tuple like it."""
     watched = [_watch(p) for p in primals]
     args = [w for w, _ in watched]
     nested = any(inner for _, inner in watched)
@@ -90,17 +91,34 @@ def vjp(f, *primals):
         output = f(*args)
     finally:
         state.enabled = previous
+    outputs = output if isinstance(output, tuple) else (output,)
+    for out in outputs:
+        if not isinstance(out, Tensor):
+            raise TypeError(f"vjp: the function must return Tensors, got {type(out).__name__}")
 
     def vjp_fn(v):
-        v = v if isinstance(v, Tensor) else Tensor(np.asarray(v, dtype=output.dtype))
-        if v.shape != output.shape:
+        cotangents = v if isinstance(output, tuple) else (v,)
+        if len(cotangents) != len(outputs):
             raise ValueError(
-                f"vjp_fn: cotangent has shape {tuple(v.shape)}, output has {tuple(output.shape)}"
+                f"vjp_fn: {len(cotangents)} cotangents for {len(outputs)} outputs; give one each"
             )
+        pairs = []
+        for k, (out, ct) in enumerate(zip(outputs, cotangents, strict=True)):
+            if not isinstance(ct, Tensor):
+                ct = Tensor(np.asarray(ct, dtype=out.dtype))
+            if ct.shape != out.shape:
+                raise ValueError(
+                    f"vjp_fn: cotangent {k} has shape {tuple(ct.shape)}, but output {k} has "
+                    f"shape {tuple(out.shape)}"
+                )
+            if out.requires_grad:  # an output that depends on no primal contributes nothing
+                pairs.append((out, ct))
+        if not pairs:
+            return tuple(Tensor._wrap(np.zeros_like(a.data)) for a in args)
         grads = _grad(
-            output,
+            [out for out, _ in pairs],
             args,
-            grad_outputs=v,
+            grad_outputs=[ct for _, ct in pairs],
             retain_graph=True,
             create_graph=nested,
             allow_unused=True,
@@ -108,7 +126,11 @@ def vjp(f, *primals):
         )
         return tuple(g if nested else g.detach() for g in grads)
 
-    return (output if nested else output.detach()), vjp_fn
+    if not nested:
+        output = (
+            tuple(o.detach() for o in outputs) if isinstance(output, tuple) else output.detach()
+        )
+    return output, vjp_fn
 
 
 def jacobian(f, argnums=0):

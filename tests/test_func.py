@@ -152,3 +152,43 @@ def test_transforms_do_not_leave_grad_mode_changed():
         assert not cr.is_grad_enabled()
     assert cr.is_grad_enabled()
     np.testing.assert_allclose(g.numpy(), np.cos(A) * B * B + 3 * A * A, rtol=1e-12)
+
+
+def test_vjp_of_a_tuple_of_outputs_takes_a_tuple_of_cotangents_like_torch_func():
+    (a, b), (ta, tb) = both(A, B)
+    out, vjp_fn = cr.func.vjp(lambda a, b: (a * b, cr.sin(a).sum()), a, b)
+    t_out, t_vjp_fn = torch.func.vjp(lambda a, b: (a * b, torch.sin(a).sum()), ta, tb)
+    assert_tree_close(out, t_out, "outputs")
+    v, s = np.array([1.0, -2.0, 0.5]), 3.0
+    ours = vjp_fn((cr.tensor(v, dtype=cr.float64), cr.tensor(s, dtype=cr.float64)))
+    theirs = t_vjp_fn((torch.tensor(v), torch.tensor(s, dtype=torch.float64)))
+    assert_tree_close(ours, theirs, "cotangents")
+
+
+def test_transforms_of_a_function_that_ignores_its_arguments_give_zeros_like_torch_func():
+    (a, b), (ta, tb) = both(A, B)
+
+    def constant(lib):
+        return lambda a, b: lib.tensor(2.0, dtype=lib.float64) + 0.0 * b.detach().sum()
+
+    assert_tree_close(
+        cr.func.grad(constant(cr), argnums=(0, 1))(a, b),
+        torch.func.grad(constant(torch), argnums=(0, 1))(ta, tb),
+        "grad of a constant",
+    )
+    _, vjp_fn = cr.func.vjp(lambda a: cr.ones(3, dtype=cr.float64), a)
+    _, t_vjp_fn = torch.func.vjp(lambda a: torch.ones(3, dtype=torch.float64), ta)
+    v = np.array([1.0, 2.0, 3.0])
+    assert_tree_close(vjp_fn(cr.tensor(v, dtype=cr.float64)), t_vjp_fn(torch.tensor(v)), "vjp")
+    assert_tree_close(
+        cr.func.jacobian(lambda a: cr.ones(2, dtype=cr.float64))(a),
+        torch.func.jacrev(lambda a: torch.ones(2, dtype=torch.float64))(ta),
+        "jacobian of a constant",
+    )
+
+
+def test_vjp_fn_with_a_cotangent_of_the_wrong_shape_names_both_shapes():
+    (a, b), _ = both(A, B)
+    _, vjp_fn = cr.func.vjp(vector_fn(cr), a, b)
+    with pytest.raises(ValueError, match=r"\(2,\).*\(3,\)"):
+        vjp_fn(cr.ones(2, dtype=cr.float64))
