@@ -505,6 +505,37 @@ def test_detect_anomaly_names_log_and_its_line_when_a_nan_appears_downstream_of_
     assert f"test_autograd.py:{line}" in message
 
 
+def test_detect_anomaly_names_a_custom_function_whose_backward_returns_nan():
+    class NanBackward(cr.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2.0
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            return grad_output * float("nan")
+
+    x = cr.tensor([1.0], dtype=cr.float64, requires_grad=True)
+    with cr.detect_anomaly():
+        line = inspect.currentframe().f_lineno + 1
+        out = NanBackward.apply(x)
+        with pytest.raises(cr.AnomalyError) as info:
+            (out * 3.0).sum().backward()
+    message = str(info.value)
+    assert "NanBackward" in message and "nan" in message
+    assert f"test_autograd.py:{line}" in message
+
+
+def test_detect_anomaly_also_checks_a_backward_recorded_with_create_graph():
+    x = cr.tensor([1.0, 4.0], dtype=cr.float64, requires_grad=True)
+    with np.errstate(divide="ignore"), cr.detect_anomaly():
+        line = inspect.currentframe().f_lineno + 1
+        root = cr.sqrt(x - 1.0)
+        with pytest.raises(cr.AnomalyError) as info:
+            cr.grad(root.sum(), x, create_graph=True)
+    assert "sqrt" in str(info.value) and f"test_autograd.py:{line}" in str(info.value)
+
+
 def test_without_detect_anomaly_the_same_nan_flows_into_grad_as_in_pytorch():
     x = cr.tensor([0.0, 1.0], dtype=cr.float64, requires_grad=True)
     tx = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
