@@ -368,14 +368,17 @@ def _groups(rec, modules):
                 owner[v] = f"{found[0]} ({found[1]})"
     else:
         # No module record: chains of operations (each step's only input made by the step before,
-        # used nowhere else) become one box, named after their first and last operation.
+        # used nowhere else) become one box, named after their first and last operation. An op
+        # that takes a parameter (a leaf) starts a new box, so that layers stay apart.
         chain = {}
         for v in rec.op_vertices():
             producers = [x for _, x in v.inputs if isinstance(x, Vertex) and x.kind == "op"]
+            takes_parameter = any(isinstance(x, Vertex) and x.kind == "leaf" for _, x in v.inputs)
             if (
                 len(producers) == 1
                 and len(producers[0].consumers) == 1
                 and producers[0] is not rec.output
+                and not takes_parameter
             ):
                 chain[v] = chain.get(producers[0], producers[0])
             else:
