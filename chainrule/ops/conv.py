@@ -31,37 +31,37 @@ def _windows(xp, kernel, stride, dilation):
 
 
 def _cols(x, kernel, stride, padding, dilation, groups):
-    """im2col, grouped: (G, N * OH * OW, C/G * KH * KW), one row per output position."""
+    """im2col, grouped: (G, C/G * KH * KW, N * OH * OW), one column per output position. The
+    copy runs along output columns (contiguous in the input for stride 1), not along the short
+    kernel rows, which is what makes it fast."""
     win = _windows(_pad(x, padding), kernel, stride, dilation)
     n, c, oh, ow, kh, kw = win.shape
-    win = win.reshape(n, groups, c // groups, oh, ow, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
-    return win.reshape(groups, n * oh * ow, (c // groups) * kh * kw), (oh, ow)
+    win = win.reshape(n, groups, c // groups, oh, ow, kh, kw).transpose(1, 2, 5, 6, 0, 3, 4)
+    return win.reshape(groups, (c // groups) * kh * kw, n * oh * ow), (oh, ow)
 
 
 def _conv2d(x, weight, bias, stride, padding, dilation, groups):
     o, cg, kh, kw = weight.shape
     n = x.shape[0]
     cols, (oh, ow) = _cols(x, (kh, kw), stride, padding, dilation, groups)
-    w = weight.reshape(groups, o // groups, cg * kh * kw).transpose(0, 2, 1)
-    out = np.matmul(cols, w)  # (G, N*OH*OW, O/G)
-    out = out.reshape(groups, n, oh, ow, o // groups).transpose(1, 0, 4, 2, 3).reshape(n, o, oh, ow)
+    out = np.matmul(weight.reshape(groups, o // groups, cg * kh * kw), cols)  # (G, O/G, N*OH*OW)
+    out = out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
     if bias is not None:
-        out = out + bias.reshape(1, o, 1, 1)
+        return out + bias.reshape(1, o, 1, 1)  # the sum lands in a fresh NCHW array
     return np.ascontiguousarray(out)
 
 
 def _grouped_g(g, groups):
-    """The output gradient (N, O, OH, OW) as (G, N * OH * OW, O/G), matching `_cols`' rows."""
+    """The output gradient (N, O, OH, OW) as (G, O/G, N * OH * OW), matching `_cols`' columns."""
     n, o, oh, ow = g.shape
-    g = g.reshape(n, groups, o // groups, oh, ow).transpose(1, 0, 3, 4, 2)
-    return g.reshape(groups, n * oh * ow, o // groups)
+    return g.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * oh * ow)
 
 
 def _grad_weight(g, x, weight_shape, stride, padding, dilation, groups):
     o, cg, kh, kw = weight_shape
     cols, _ = _cols(x, (kh, kw), stride, padding, dilation, groups)
-    gw = np.matmul(cols.transpose(0, 2, 1), _grouped_g(g, groups))  # (G, Cg*KH*KW, O/G)
-    return np.ascontiguousarray(gw.transpose(0, 2, 1).reshape(o, cg, kh, kw))
+    gw = np.matmul(_grouped_g(g, groups), cols.transpose(0, 2, 1))  # (G, O/G, Cg*KH*KW)
+    return gw.reshape(o, cg, kh, kw)
 
 
 def _grad_input(g, weight, input_shape, stride, padding, dilation, groups):
@@ -70,19 +70,15 @@ def _grad_input(g, weight, input_shape, stride, padding, dilation, groups):
     n, c, h, w_in = input_shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     oh, ow = g.shape[2], g.shape[3]
-    wm = weight.reshape(groups, o // groups, cg * kh * kw)
-    dcols = np.matmul(_grouped_g(g, groups), wm)  # (G, N*OH*OW, Cg*KH*KW)
-    dcols = dcols.reshape(groups, n, oh, ow, cg, kh, kw).transpose(1, 0, 4, 5, 6, 2, 3)
-    dcols = dcols.reshape(n, c, kh, kw, oh, ow)
+    wm = weight.reshape(groups, o // groups, cg * kh * kw).transpose(0, 2, 1)
+    dcols = np.matmul(wm, _grouped_g(g, groups))  # (G, Cg*KH*KW, N*OH*OW)
+    dcols = dcols.reshape(c, kh, kw, n, oh, ow)
     dxp = np.zeros((n, c, h + 2 * ph, w_in + 2 * pw), dtype=g.dtype)
+    dxp_c = dxp.transpose(1, 0, 2, 3)  # (C, N, H, W) view: the same layout as dcols' blocks
     for i in range(kh):
+        rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
         for j in range(kw):
-            dxp[
-                :,
-                :,
-                i * dh : i * dh + sh * (oh - 1) + 1 : sh,
-                j * dw : j * dw + sw * (ow - 1) + 1 : sw,
-            ] += dcols[:, :, i, j]
+            dxp_c[:, :, rows, j * dw : j * dw + sw * (ow - 1) + 1 : sw] += dcols[:, i, j]
     return dxp[:, :, ph : ph + h, pw : pw + w_in]
 
 
@@ -190,50 +186,73 @@ def conv2d(x, weight, bias, stride, padding, dilation, groups):
 # ---- max pooling --------------------------------------------------------------------------------
 
 
-def _pool_argmax(x, kernel, stride, padding, dilation):
-    """Flat indices into the padded input of each window's first maximum (PyTorch's choice on
-    ties), shape (N, C, OH, OW)."""
+def _pool_padded(x, padding):
     ph, pw = padding
-    xp = (
-        x
-        if ph == 0 and pw == 0
-        else np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
-    )
-    win = _windows(xp, kernel, stride, dilation)
-    n, c, oh, ow, kh, kw = win.shape
-    k = win.reshape(n, c, oh, ow, kh * kw).argmax(axis=-1)
-    ki, kj = np.divmod(k, kw)
-    rows = np.arange(oh).reshape(-1, 1) * stride[0] + ki * dilation[0]
-    cols = np.arange(ow) * stride[1] + kj * dilation[1]
-    hp, wp = xp.shape[2], xp.shape[3]
-    base = (np.arange(n * c) * (hp * wp)).reshape(n, c, 1, 1)
-    return xp, base + rows * wp + cols
+    if ph == 0 and pw == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+
+
+def _pool_offsets(shape, kernel, stride, dilation):
+    """For each kernel offset (row-major, PyTorch's tie order), the strided slices of the padded
+    input that it reads for every output position; and the output size."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    oh = (shape[2] - dh * (kh - 1) - 1) // sh + 1
+    ow = (shape[3] - dw * (kw - 1) - 1) // sw + 1
+    offsets = [
+        (
+            slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+            slice(j * dw, j * dw + sw * (ow - 1) + 1, sw),
+        )
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    return offsets, (oh, ow)
 
 
 def _max_pool2d(x, kernel, stride, padding, dilation):
-    xp, flat = _pool_argmax(x, kernel, stride, padding, dilation)
-    return xp.reshape(-1)[flat]
-
-
-def _pool_scatter(g, x_shape, kernel, stride, padding, dilation, flat):
-    """Each output's gradient added at the input position its maximum came from."""
-    n, c, h, w = x_shape
-    ph, pw = padding
-    hp, wp = h + 2 * ph, w + 2 * pw
-    if isinstance(g, Tensor):
-        from .indexing import INDEX_ADD
-
-        full = call(INDEX_ADD, (g.reshape(-1),), shape=(n * c * hp * wp,), index=flat.reshape(-1))
-        return full.reshape(n, c, hp, wp)[:, :, ph : ph + h, pw : pw + w]
-    full = np.bincount(flat.reshape(-1), weights=g.reshape(-1), minlength=n * c * hp * wp)
-    full = full.astype(g.dtype, copy=False).reshape(n, c, hp, wp)
-    return full[:, :, ph : ph + h, pw : pw + w]
+    # One elementwise maximum per kernel offset over strided views: no window copies.
+    xp = _pool_padded(x, padding)
+    offsets, _ = _pool_offsets(xp.shape, kernel, stride, dilation)
+    rows, cols = offsets[0]
+    out = xp[:, :, rows, cols].copy()
+    for rows, cols in offsets[1:]:
+        np.maximum(out, xp[:, :, rows, cols], out=out)
+    return out
 
 
 def _max_pool2d_grad(g, x, out, kernel, stride, padding, dilation):
+    """Each output's gradient goes to the first position in its window (row-major, as PyTorch)
+    that holds the maximum."""
     data = x.data if isinstance(x, Tensor) else x
-    _, flat = _pool_argmax(data, kernel, stride, padding, dilation)
-    return _pool_scatter(g, data.shape, kernel, stride, padding, dilation, flat)
+    maximum = out.data if isinstance(out, Tensor) else out
+    xp = _pool_padded(data, padding)
+    offsets, _ = _pool_offsets(xp.shape, kernel, stride, dilation)
+    taken = np.zeros(maximum.shape, dtype=bool)
+    n, c, h, w = data.shape
+    ph, pw = padding
+    if isinstance(g, Tensor):
+        # Recorded (create_graph): scatter-add by flat index, an op with its own derivative.
+        from .indexing import INDEX_ADD
+
+        flat = np.zeros(maximum.shape, dtype=np.int64)
+        hp, wp = xp.shape[2], xp.shape[3]
+        base = (np.arange(n * c) * (hp * wp)).reshape(n, c, 1, 1)
+        for rows, cols in offsets:
+            hit = (xp[:, :, rows, cols] == maximum) & ~taken
+            taken |= hit
+            r = np.arange(rows.start, rows.stop, rows.step).reshape(-1, 1)
+            q = np.arange(cols.start, cols.stop, cols.step)
+            flat = np.where(hit, base + r * wp + q, flat)
+        full = call(INDEX_ADD, (g.reshape(-1),), shape=(n * c * hp * wp,), index=flat.reshape(-1))
+        return full.reshape(n, c, hp, wp)[:, :, ph : ph + h, pw : pw + w]
+    dxp = np.zeros(xp.shape, dtype=g.dtype)
+    for rows, cols in offsets:
+        hit = xp[:, :, rows, cols] == maximum
+        hit &= ~taken
+        taken |= hit
+        dxp[:, :, rows, cols] += np.where(hit, g, 0)
+    return dxp[:, :, ph : ph + h, pw : pw + w]
 
 
 MAX_POOL2D = Op(
@@ -241,7 +260,7 @@ MAX_POOL2D = Op(
     _max_pool2d,
     ("x",),
     {
-        "x": vjp("scatter(g, window_argmax(x))", _max_pool2d_grad),
+        "x": vjp("scatter(g, first_argmax(x, out))", _max_pool2d_grad),
     },
     params=("kernel", "stride", "padding", "dilation"),
     doc="2-D max pooling, as torch.nn.functional.max_pool2d",
