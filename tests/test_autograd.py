@@ -657,6 +657,20 @@ def test_saved_intermediate_survives_backward_with_retain_graph():
     assert hidden() is None
 
 
+@pytest.mark.parametrize("retain_graph", [False, True])
+def test_output_array_an_op_saved_is_freed_by_backward_unless_retained(retain_graph):
+    x = cr.tensor(X, dtype=cr.float64, requires_grad=True)
+    e = cr.exp(x)  # exp's derivative is its output, so its node keeps the output array
+    array = weakref.ref(e.data)
+    loss = (e * 2.0).sum()
+    del e
+    gc.collect()
+    assert array() is not None
+    loss.backward(retain_graph=retain_graph)
+    gc.collect()
+    assert (array() is not None) == retain_graph
+
+
 def test_custom_function_saved_tensors_are_freed_by_backward():
     x = cr.tensor(X, dtype=cr.float64, requires_grad=True)
     hidden = x * 2.0
