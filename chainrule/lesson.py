@@ -190,7 +190,8 @@ def run_demo(out_dir="chainrule-demo", echo=print):
         say(f"SSR at b3 = {b3}: {ssr_at[b3]:.2f}   (the lesson: {QUOTED_SSR[b3]})")
     results["ssr_at"] = ssr_at
 
-    p = known_parameters(0.0)
+    # Every weight requires grad here so that the drawing shows the whole network.
+    p = known_parameters(0.0, requires_grad=PARAMETERS)
     loss = named_ssr(p)
     derivation = explain.paths(loss, p["b3"])
     say("The chain rule for dSSR/db3 at b3 = 0:")
