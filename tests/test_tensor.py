@@ -239,3 +239,31 @@ def test_repr_shows_values_and_the_facts_that_matter():
     assert "grad_fn=<mul>" in result and "2." in result
     assert "name='w1'" in repr(cr.tensor([1.0], name="w1"))
     assert "..." in repr(cr.zeros(5000))  # long tensors are summarised, not dumped
+
+
+PROMOTION_OPERANDS = {
+    "bool[2]": ([True, False], "bool"),
+    "bool 0-d": (True, "bool"),
+    "int32[2]": ([1, 2], "int32"),
+    "int64[2]": ([1, 2], "int64"),
+    "int64 0-d": (3, "int64"),
+    "float32[2]": ([0.5, 1.5], "float32"),
+    "float32 0-d": (2.5, "float32"),
+    "float64[2]": ([0.5, 1.5], "float64"),
+    "float64 0-d": (2.5, "float64"),
+}
+
+
+@pytest.mark.parametrize("left", list(PROMOTION_OPERANDS))
+@pytest.mark.parametrize("right", list(PROMOTION_OPERANDS))
+def test_result_dtype_of_two_tensors_follows_pytorchs_promotion(left, right):
+    def make(lib, label):
+        data, dtype = PROMOTION_OPERANDS[label]
+        if lib is cr and dtype == "bool":
+            dtype = "bool_"
+        return lib.tensor(data, dtype=getattr(lib, dtype))
+
+    ours = cr.add(make(cr, left), make(cr, right))
+    theirs = torch.add(make(torch, left), make(torch, right))
+    assert str(ours.dtype) == torch_dtype_name(theirs), f"{left} + {right}"
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())

@@ -21,7 +21,9 @@ def get_default_dtype():
 def set_default_dtype(dtype):
     dtype = as_dtype(dtype)
     if dtype not in FLOATS:
-        raise TypeError(f"set_default_dtype: only float32 and float64 can be the default, not {dtype}")
+        raise TypeError(
+            f"set_default_dtype: only float32 and float64 can be the default, not {dtype}"
+        )
     _default[0] = dtype
 
 
@@ -42,14 +44,17 @@ def is_floating(dtype):
 
 
 def promote(a, b):
-    """PyTorch's result dtype for two tensors: dimensioned tensors outrank 0-d ones, floats outrank
-    integers, and within a category the wider type wins."""
+    """PyTorch's result dtype for two tensors: a higher category (bool < integer < float) wins;
+    within a category, dimensioned tensors outrank 0-d ones, and then the wider type wins."""
     da, db = a.dtype, b.dtype
     if da == db:
         return da
-    fa, fb = da.kind == "f", db.kind == "f"
-    if fa != fb:
-        return da if fa else db
+    ca, cb = _CATEGORY[da.kind], _CATEGORY[db.kind]
+    if ca != cb:
+        return da if ca > cb else db
     if (a.ndim == 0) != (b.ndim == 0):
         return db if a.ndim == 0 else da
     return np.promote_types(da, db)
+
+
+_CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2}
