@@ -25,3 +25,4 @@ __version__ = "0.1.0"
 from . import datasets  # noqa: E402 - data sets as tensors, on top of ops
 from . import data, optim, train  # noqa: E402 - the training toolkit, on top of nn
 from .io import load, save  # noqa: E402 - safetensors checkpoints
+from . import explain  # noqa: E402 - reads the graph the engine records

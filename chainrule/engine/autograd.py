@@ -204,7 +204,7 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
             g = grads.pop(node)
             if node.pre_hooks:
                 g = _run_hooks(node.pre_hooks, g, create_graph)
-            if node.retained is not None:
+            if node.retained is not None and accumulate:
                 _retain(node, g, create_graph)
             if targets is not None:
                 if node in target_keys:
