@@ -25,4 +25,13 @@ __version__ = "0.1.0"
 from . import datasets  # noqa: E402 - data sets as tensors, on top of ops
 from . import data, optim, train  # noqa: E402 - the training toolkit, on top of nn
 from .io import load, save  # noqa: E402 - safetensors checkpoints
-from . import explain  # noqa: E402 - reads the graph the engine records
+
+
+def __getattr__(name):
+    # The explainer (and its drawing and plotting libraries) loads on first use: the engine
+    # never needs it, and `import chainrule` stays light.
+    if name == "explain":
+        import importlib
+
+        return importlib.import_module(".explain", __name__)
+    raise AttributeError(f"module 'chainrule' has no attribute {name!r}")
