@@ -49,7 +49,7 @@ def promote(a, b):
     da, db = a.dtype, b.dtype
     if da == db:
         return da
-    ca, cb = _CATEGORY[da.kind], _CATEGORY[db.kind]
+    ca, cb = category(da), category(db)
     if ca != cb:
         return da if ca > cb else db
     if (a.ndim == 0) != (b.ndim == 0):
@@ -58,3 +58,8 @@ def promote(a, b):
 
 
 _CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2}
+
+
+def category(dtype):
+    """0 for bool, 1 for integers, 2 for floats: PyTorch promotes to the higher category."""
+    return _CATEGORY[dtype.kind]

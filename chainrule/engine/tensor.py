@@ -12,8 +12,16 @@ from .state import state
 
 
 class Tensor:
-    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_name", "_version", "_hooks",
-                 "__weakref__")
+    __slots__ = (
+        "data",
+        "requires_grad",
+        "grad",
+        "grad_fn",
+        "_name",
+        "_version",
+        "_hooks",
+        "__weakref__",
+    )
 
     # NumPy must defer to our reflected operators (ndarray + Tensor -> Tensor.__radd__).
     __array_priority__ = 1000
@@ -88,8 +96,8 @@ class Tensor:
     def requires_grad_(self, requires_grad=True):
         if requires_grad and self.data.dtype.kind != "f":
             raise TypeError(
-                f"only floating-point tensors can require gradients; this tensor is {self.data.dtype}"
-                " (create it with dtype=cr.float32 or cr.float64)"
+                "only floating-point tensors can require gradients; this tensor is "
+                f"{self.data.dtype} (create it with dtype=cr.float32 or cr.float64)"
             )
         if not requires_grad and self.grad_fn is not None:
             raise RuntimeError(
@@ -172,7 +180,8 @@ class Tensor:
         backward(self, gradient, retain_graph, create_graph, inputs)
 
     def register_hook(self, hook):
-        """`hook(grad)` runs when this tensor's gradient is computed; it may return a replacement."""
+        """`hook(grad)` runs when this tensor's gradient is computed; it may return a
+        replacement."""
         if not self.requires_grad:
             raise RuntimeError("register_hook on a tensor that does not require grad")
         if self.grad_fn is not None:
@@ -253,8 +262,10 @@ def _supported_or_error(dtype):
         return dtypes.int32 if dtype == dtypes.int32 else dtypes.int64
     if dtype.kind == "b":
         return dtypes.bool_
-    raise TypeError(f"cannot make a tensor from an array of dtype {dtype}; "
-                    "chainrule supports float32, float64, int32, int64 and bool")
+    raise TypeError(
+        f"cannot make a tensor from an array of dtype {dtype}; "
+        "chainrule supports float32, float64, int32, int64 and bool"
+    )
 
 
 def _infer_nested(data):
@@ -264,7 +275,9 @@ def _infer_nested(data):
     def walk(item, path, depth_shape):
         if isinstance(item, list | tuple):
             if depth_shape is not None and not depth_shape:
-                raise ValueError(f"ragged nested list: {_where(path)} is a list where a number was expected")
+                raise ValueError(
+                    f"ragged nested list: {_where(path)} is a list where a number was expected"
+                )
             length = len(item)
             if depth_shape is not None and depth_shape[0] != length:
                 raise ValueError(
@@ -273,30 +286,46 @@ def _infer_nested(data):
                 )
             sub = None
             for i, child in enumerate(item):
-                sub = walk(child, path + (i,), sub if sub is not None else (
-                    depth_shape[1:] if depth_shape is not None else None))
+                sub = walk(
+                    child,
+                    path + (i,),
+                    sub
+                    if sub is not None
+                    else (depth_shape[1:] if depth_shape is not None else None),
+                )
             return (length,) + (sub or ())
         if depth_shape:
-            raise ValueError(f"ragged nested list: {_where(path)} is a number where a list of "
-                             f"length {depth_shape[0]} was expected")
+            raise ValueError(
+                f"ragged nested list: {_where(path)} is a number where a list of "
+                f"length {depth_shape[0]} was expected"
+            )
+        # Each element's own dtype, as PyTorch infers it: NumPy scalars and tensors keep theirs,
+        # Python floats take the default.
         if isinstance(item, Tensor):
-            kinds.add(item.data.dtype.kind)
-        elif isinstance(item, bool | np.bool_):
-            kinds.add("b")
+            kinds.add(item.data.dtype)
+        elif isinstance(item, np.generic):
+            kinds.add(_supported_or_error(item.dtype))
+        elif isinstance(item, bool):
+            kinds.add(dtypes.bool_)
         elif isinstance(item, numbers.Integral):
-            kinds.add("i")
+            kinds.add(dtypes.int64)
         elif isinstance(item, numbers.Real):
-            kinds.add("f")
+            kinds.add(dtypes.get_default_dtype())
         else:
             raise TypeError(f"cannot make a tensor from {type(item).__name__} at {_where(path)}")
         return ()
 
     walk(data, (), None)
-    if "f" in kinds or not kinds:
+    if not kinds:
         return dtypes.get_default_dtype()
-    if "i" in kinds or "u" in kinds:
-        return dtypes.int64
-    return dtypes.bool_
+    # PyTorch's promotion across elements: the highest category (bool < integer < float), and
+    # within it the widest type.
+    top = max(dtypes.category(d) for d in kinds)
+    result = None
+    for d in kinds:
+        if dtypes.category(d) == top:
+            result = d if result is None else np.promote_types(result, d)
+    return result
 
 
 def _where(path):
