@@ -31,36 +31,38 @@ def _windows(xp, kernel, stride, dilation):
 
 
 def _cols(x, kernel, stride, padding, dilation, groups):
-    """im2col, grouped: (G, C/G * KH * KW, N * OH * OW), one column per output position. The
-    copy runs along output columns (contiguous in the input for stride 1), not along the short
-    kernel rows, which is what makes it fast."""
+    """im2col per sample and group: (N, G, C/G * KH * KW, OH * OW). The copy runs along output
+    rows (contiguous in the input for stride 1), and the layout lets every product below come out
+    directly in NCHW order, with no transpose copy of the (large) output."""
     win = _windows(_pad(x, padding), kernel, stride, dilation)
     n, c, oh, ow, kh, kw = win.shape
-    win = win.reshape(n, groups, c // groups, oh, ow, kh, kw).transpose(1, 2, 5, 6, 0, 3, 4)
-    return win.reshape(groups, (c // groups) * kh * kw, n * oh * ow), (oh, ow)
+    win = win.transpose(0, 1, 4, 5, 2, 3)  # (N, C, KH, KW, OH, OW)
+    return win.reshape(n, groups, (c // groups) * kh * kw, oh * ow), (oh, ow)
 
 
 def _conv2d(x, weight, bias, stride, padding, dilation, groups):
     o, cg, kh, kw = weight.shape
     n = x.shape[0]
     cols, (oh, ow) = _cols(x, (kh, kw), stride, padding, dilation, groups)
-    out = np.matmul(weight.reshape(groups, o // groups, cg * kh * kw), cols)  # (G, O/G, N*OH*OW)
-    out = out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
+    # (G, O/G, Cg*KH*KW) @ (N, G, Cg*KH*KW, OH*OW): one small product per sample and group.
+    out = np.matmul(weight.reshape(groups, o // groups, cg * kh * kw), cols)
+    out = out.reshape(n, o, oh, ow)
     if bias is not None:
-        return out + bias.reshape(1, o, 1, 1)  # the sum lands in a fresh NCHW array
-    return np.ascontiguousarray(out)
+        out += bias.reshape(1, o, 1, 1)
+    return out
 
 
 def _grouped_g(g, groups):
-    """The output gradient (N, O, OH, OW) as (G, O/G, N * OH * OW), matching `_cols`' columns."""
+    """The output gradient (N, O, OH, OW) as (N, G, O/G, OH * OW), matching `_cols` (a view)."""
     n, o, oh, ow = g.shape
-    return g.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * oh * ow)
+    return g.reshape(n, groups, o // groups, oh * ow)
 
 
 def _grad_weight(g, x, weight_shape, stride, padding, dilation, groups):
     o, cg, kh, kw = weight_shape
     cols, _ = _cols(x, (kh, kw), stride, padding, dilation, groups)
-    gw = np.matmul(_grouped_g(g, groups), cols.transpose(0, 2, 1))  # (G, O/G, Cg*KH*KW)
+    # per sample (G, O/G, OH*OW) @ (G, OH*OW, Cg*KH*KW), summed over the batch
+    gw = np.matmul(_grouped_g(g, groups), cols.transpose(0, 1, 3, 2)).sum(axis=0)
     return gw.reshape(o, cg, kh, kw)
 
 
@@ -70,15 +72,14 @@ def _grad_input(g, weight, input_shape, stride, padding, dilation, groups):
     n, c, h, w_in = input_shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     oh, ow = g.shape[2], g.shape[3]
-    wm = weight.reshape(groups, o // groups, cg * kh * kw).transpose(0, 2, 1)
-    dcols = np.matmul(wm, _grouped_g(g, groups))  # (G, Cg*KH*KW, N*OH*OW)
-    dcols = dcols.reshape(c, kh, kw, n, oh, ow)
+    wt = weight.reshape(groups, o // groups, cg * kh * kw).transpose(0, 2, 1)
+    dcols = np.matmul(wt, _grouped_g(g, groups))  # (N, G, Cg*KH*KW, OH*OW)
+    dcols = dcols.reshape(n, c, kh, kw, oh, ow)
     dxp = np.zeros((n, c, h + 2 * ph, w_in + 2 * pw), dtype=g.dtype)
-    dxp_c = dxp.transpose(1, 0, 2, 3)  # (C, N, H, W) view: the same layout as dcols' blocks
     for i in range(kh):
         rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
         for j in range(kw):
-            dxp_c[:, :, rows, j * dw : j * dw + sw * (ow - 1) + 1 : sw] += dcols[:, i, j]
+            dxp[:, :, rows, j * dw : j * dw + sw * (ow - 1) + 1 : sw] += dcols[:, :, i, j]
     return dxp[:, :, ph : ph + h, pw : pw + w_in]
 
 
