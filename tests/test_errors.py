@@ -194,3 +194,9 @@ def test_an_array_of_an_unsupported_dtype_is_refused_naming_it():
 def test_data_that_is_not_numbers_is_refused_naming_its_type(data):
     with pytest.raises(TypeError, match=r"cannot make a tensor from (NoneType|str|dict)"):
         cr.tensor(data)
+
+
+@pytest.mark.parametrize("data,dtype", [([2**70], None), ([[1, 2**64]], None), ([2**40], cr.int32)])
+def test_an_integer_too_large_for_its_dtype_names_the_dtype_and_the_remedy(data, dtype):
+    with pytest.raises(OverflowError, match=r"dtype int(64|32).*out of its range.*cr\.float64"):
+        cr.tensor(data, dtype=dtype)

@@ -252,7 +252,14 @@ def to_array(data, dtype=None):
             f"cannot make a tensor from {type(data).__name__}; "
             "give a number, a (nested) list, a NumPy array or a Tensor"
         )
-    return np.array(_unwrap_nested(data), dtype=dtype if dtype is not None else inferred)
+    try:
+        return np.array(_unwrap_nested(data), dtype=dtype if dtype is not None else inferred)
+    except OverflowError:
+        target = dtype if dtype is not None else inferred
+        raise OverflowError(
+            f"cannot make a tensor of dtype {target}: a number in the data is out of its range "
+            "(give dtype=cr.float64 for large integers)"
+        ) from None
 
 
 def _supported_or_error(dtype):
