@@ -200,3 +200,17 @@ def test_data_that_is_not_numbers_is_refused_naming_its_type(data):
 def test_an_integer_too_large_for_its_dtype_names_the_dtype_and_the_remedy(data, dtype):
     with pytest.raises(OverflowError, match=r"dtype int(64|32).*out of its range.*cr\.float64"):
         cr.tensor(data, dtype=dtype)
+
+
+@pytest.mark.parametrize("factory", [cr.rand, cr.randn])
+def test_random_factories_refuse_an_integer_dtype_like_pytorch(factory):
+    with pytest.raises(TypeError, match=r"float32 or float64, not int64"):
+        factory(2, dtype=cr.int64)
+
+
+def test_from_numpy_refuses_a_dtype_it_cannot_share_and_names_it():
+    with pytest.raises(TypeError, match=r"float16.*not supported.*cr\.tensor"):
+        cr.from_numpy(np.ones(2, dtype=np.float16))
+    shared = np.ones(2)
+    cr.from_numpy(shared).data[0] = 5.0
+    assert shared[0] == 5.0

@@ -19,8 +19,14 @@ def as_tensor(data, dtype=None):
 
 
 def from_numpy(array):
-    """A tensor sharing `array`'s memory."""
-    return Tensor._wrap(np.asarray(array))
+    """A tensor sharing `array`'s memory (so its dtype must be one chainrule supports as is)."""
+    array = np.asarray(array)
+    if array.dtype not in dtypes.SUPPORTED:
+        raise TypeError(
+            f"from_numpy: arrays of dtype {array.dtype} are not supported; chainrule supports "
+            "float32, float64, int32, int64 and bool (cr.tensor(array) converts, with a copy)"
+        )
+    return Tensor._wrap(array)
 
 
 def _make(array, requires_grad, name=None):
@@ -49,22 +55,33 @@ def empty(*size, dtype=None, requires_grad=False):
 
 def full(size, fill_value, dtype=None, requires_grad=False):
     if dtype is None:
-        dtype = (dtypes.bool_ if isinstance(fill_value, bool) else
-                 dtypes.int64 if isinstance(fill_value, int) else dtypes.get_default_dtype())
+        dtype = (
+            dtypes.bool_
+            if isinstance(fill_value, bool)
+            else dtypes.int64
+            if isinstance(fill_value, int)
+            else dtypes.get_default_dtype()
+        )
     return _make(np.full(_sizes((size,)), fill_value, dtype=dtypes.as_dtype(dtype)), requires_grad)
 
 
 def zeros_like(x, dtype=None, requires_grad=False):
-    return _make(np.zeros(x.shape, dtype=x.dtype if dtype is None else dtypes.as_dtype(dtype)), requires_grad)
+    return _make(
+        np.zeros(x.shape, dtype=x.dtype if dtype is None else dtypes.as_dtype(dtype)), requires_grad
+    )
 
 
 def ones_like(x, dtype=None, requires_grad=False):
-    return _make(np.ones(x.shape, dtype=x.dtype if dtype is None else dtypes.as_dtype(dtype)), requires_grad)
+    return _make(
+        np.ones(x.shape, dtype=x.dtype if dtype is None else dtypes.as_dtype(dtype)), requires_grad
+    )
 
 
 def full_like(x, fill_value, dtype=None, requires_grad=False):
-    return _make(np.full(x.shape, fill_value, dtype=x.dtype if dtype is None else dtypes.as_dtype(dtype)),
-                 requires_grad)
+    return _make(
+        np.full(x.shape, fill_value, dtype=x.dtype if dtype is None else dtypes.as_dtype(dtype)),
+        requires_grad,
+    )
 
 
 def arange(start, end=None, step=1, dtype=None, requires_grad=False):
@@ -104,22 +121,35 @@ def default_generator():
     return _Random.generator
 
 
+def _random_dtype(name, dtype):
+    dtype = _float_dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"{name}: random values are drawn in float32 or float64, not {dtype}")
+    return dtype
+
+
 def rand(*size, dtype=None, requires_grad=False, generator=None):
+    dtype = _random_dtype("rand", dtype)  # checked before drawing, so a refusal draws nothing
     rng = generator or _Random.generator
-    return _make(rng.random(_sizes(size)).astype(_float_dtype(dtype)), requires_grad)
+    return _make(rng.random(_sizes(size)).astype(dtype), requires_grad)
 
 
 def randn(*size, dtype=None, requires_grad=False, generator=None):
+    dtype = _random_dtype("randn", dtype)
     rng = generator or _Random.generator
-    return _make(rng.standard_normal(_sizes(size)).astype(_float_dtype(dtype)), requires_grad)
+    return _make(rng.standard_normal(_sizes(size)).astype(dtype), requires_grad)
 
 
 def randint(low, high=None, size=(), dtype=None, generator=None):
     if high is None:
         low, high = 0, low
     rng = generator or _Random.generator
-    return _make(rng.integers(low, high, size=_sizes((size,)) if size != () else ()).astype(
-        dtypes.int64 if dtype is None else dtypes.as_dtype(dtype)), False)
+    return _make(
+        rng.integers(low, high, size=_sizes((size,)) if size != () else ()).astype(
+            dtypes.int64 if dtype is None else dtypes.as_dtype(dtype)
+        ),
+        False,
+    )
 
 
 def randperm(n, generator=None):
