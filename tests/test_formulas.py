@@ -184,10 +184,10 @@ def conv_helpers(params):
 
 
 def pool_helpers(params):
-    """scatter(g, window_argmax(x)): g sent back to each window's largest element (PyTorch's
-    max_pool2d with return_indices finds it)."""
+    """scatter(g, first_argmax(x, out)): g sent back to each window's first largest element
+    (PyTorch's max_pool2d with return_indices finds it)."""
 
-    def window_argmax(x):
+    def first_argmax(x, out):
         x = np.asarray(x)
         _, idx = torch.nn.functional.max_pool2d(
             torch.from_numpy(x),
@@ -208,7 +208,7 @@ def pool_helpers(params):
             out[pos[:-1] + (flat_idx[pos],)] += flat_g[pos]
         return out.reshape(x_shape)
 
-    return {"scatter": scatter, "window_argmax": window_argmax}
+    return {"scatter": scatter, "first_argmax": first_argmax}
 
 
 def namespace():
@@ -513,6 +513,8 @@ SPECS = {
     ],
     "reduction.LOGSUMEXP": _reduction_rows(),
     "reduction.NORM2": _reduction_rows(),
+    "reduction.NORMP": _reduction_rows(_nonzero, lambda x, dim: {"p": 3.0})
+    + _reduction_rows(_nonzero, lambda x, dim: {"p": 0.5}),
     "shape.TO": [
         Row(
             {"x": _real((3, 4), 57).astype(np.float32)},

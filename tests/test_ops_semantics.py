@@ -372,3 +372,188 @@ def test_cross_entropy_mean_with_all_targets_ignored_is_nan_as_in_pytorch():
     ours = cr.nn.functional.cross_entropy(cx, cr.tensor([-100, -100]))
     theirs = torch.nn.functional.cross_entropy(tx, torch.tensor([-100, -100]))
     assert_close(ours, theirs, "mean over no targets")
+
+
+# ---- special values: PyTorch's conventions at kinks, zeros, infinities and edges ----
+
+SPECIAL = [
+    ("maximum ties split", lambda m, a, b: m.maximum(a, b), [1.0, 2, 3], [1.0, 0, 3]),
+    ("minimum ties split", lambda m, a, b: m.minimum(a, b), [1.0, 2, 3], [1.0, 0, 3]),
+    ("clamp at its bounds", lambda m, a: m.clamp(a, -1, 1), [-1.0, 1, 0, 2]),
+    ("clamp min above max", lambda m, a: m.clamp(a, 2, 1), [0.0, 1.5, 3]),
+    (
+        "clamp tensor bounds ties",
+        lambda m, a, lo, hi: m.clamp(a, lo, hi),
+        [1.0, 2, 3, 0],
+        [2.0, 2, 2, -1],
+        [2.5, 2.5, 2.5, 0],
+    ),
+    ("relu at 0", lambda m, a: m.relu(a), [0.0, 1, -1]),
+    ("abs at 0", lambda m, a: m.abs(a), [0.0, 1, -1]),
+    ("sign at 0", lambda m, a: m.sign(a), [0.0, 1, -1]),
+    ("sqrt at 0", lambda m, a: m.sqrt(a), [0.0, 4]),
+    ("log at 0", lambda m, a: m.log(a), [0.0, 1]),
+    ("log1p at -1", lambda m, a: m.log1p(a), [-1.0, 0]),
+    ("square at 0", lambda m, a: a**2, [0.0, 1, -1]),
+    ("square root power at 0", lambda m, a: a**0.5, [0.0, 4]),
+    ("power of a negative base", lambda m, a: a**0.5, [-1.0, 4]),
+    ("pow with zero base and exponent", lambda m, a, b: a**b, [0.0, 0, 2, 0], [2.0, 0, 1, -1]),
+    ("pow with exponent 0", lambda m, a: a**0, [0.0, 3]),
+    ("zero base to a tensor power", lambda m, b: 0.0**b, [2.0, 1, 0.5, -1]),
+    ("division by zero", lambda m, a, b: a / b, [1.0, 0], [0.0, 0]),
+    ("2-norm of zeros", lambda m, a: m.norm(a), [0.0, 0]),
+    ("2-norm of a zero row", lambda m, a: m.norm(a, dim=1), [[0.0, 0], [3, 4]]),
+    ("1-norm with a zero", lambda m, a: m.norm(a, p=1), [0.0, 1]),
+    ("3-norm of zeros", lambda m, a: m.norm(a, p=3), [0.0, 0]),
+    ("3-norm with a zero", lambda m, a: m.norm(a, p=3), [0.0, 2]),
+    ("half-norm with a zero", lambda m, a: m.norm(a, p=0.5), [0.0, 2, 1]),
+    ("std of a constant", lambda m, a: m.std(a), [1.0, 1, 1]),
+    ("std of one element, correction 0", lambda m, a: m.std(a, correction=0), [1.0]),
+    ("var of one element", lambda m, a: m.var(a), [1.0]),
+    ("logsumexp of -inf", lambda m, a: m.logsumexp(a, 0), [-np.inf, -np.inf]),
+    ("logsumexp with inf", lambda m, a: m.logsumexp(a, 0), [np.inf, 1]),
+    ("softmax with -inf", lambda m, a: m.softmax(a, 0), [-np.inf, 1, 2]),
+    ("log_softmax with -inf", lambda m, a: m.log_softmax(a, 0), [-np.inf, 1, 2]),
+    ("sigmoid saturated", lambda m, a: m.sigmoid(a), [-1000.0, 1000]),
+    ("tanh saturated", lambda m, a: m.tanh(a), [-1000.0, 1000]),
+    (
+        "softplus around the threshold",
+        lambda m, a: m.nn.functional.softplus(a),
+        [-1000.0, 1000, 20, 20.0001],
+    ),
+    ("softplus negative beta", lambda m, a: m.nn.functional.softplus(a, beta=-1), [-1000.0, 1, 30]),
+    ("gelu saturated", lambda m, a: m.nn.functional.gelu(a), [-1000.0, 1000]),
+    (
+        "gelu tanh saturated",
+        lambda m, a: m.nn.functional.gelu(a, approximate="tanh"),
+        [-1000.0, 1000],
+    ),
+    ("exp overflow", lambda m, a: m.exp(a), [1000.0]),
+    ("prod of one zero", lambda m, a: m.prod(a), [0.0]),
+    ("sum over an empty dim", lambda m, a: m.sum(a), np.ones((0,))),
+    ("prod over an empty dim", lambda m, a: m.prod(a, 1), np.ones((2, 0))),
+    ("amax of a 0-d tensor", lambda m, a: m.amax(a), 3.0),
+    ("max of a 0-d tensor along dim 0", lambda m, a: m.max(a, 0).values, 3.0),
+    ("sum of a 0-d tensor along dim -1 keepdim", lambda m, a: m.sum(a, -1, keepdim=True), 3.0),
+    ("logsumexp of a 0-d tensor", lambda m, a: m.logsumexp(a, 0), 3.0),
+    ("softmax of a 0-d tensor", lambda m, a: m.softmax(a, 0), 3.0),
+    ("mean over a dim list", lambda m, a: a.mean([0, 1]), np.arange(6.0).reshape(2, 3)),
+    ("amax over a dim list", lambda m, a: a.amax([0, 1]), np.arange(6.0).reshape(2, 3)),
+    ("squeeze a dim tuple", lambda m, a: a.squeeze((0, 2)), np.ones((1, 3, 1))),
+    ("unsqueeze a 0-d tensor", lambda m, a: a.unsqueeze(0), 2.0),
+    ("flatten a 0-d tensor", lambda m, a: a.flatten(), 2.0),
+    ("expand adding dims", lambda m, a: a.expand(2, -1, -1), np.ones((3, 1))),
+    (
+        "chunk unevenly",
+        lambda m, a: m.cat([c * i for i, c in enumerate(m.chunk(a, 4, 0))]),
+        np.arange(10.0).reshape(5, 2),
+    ),
+    (
+        "split along the last dim",
+        lambda m, a: m.cat([c * i for i, c in enumerate(a.split(2, -1))], -1),
+        np.arange(15.0).reshape(5, 3),
+    ),
+    (
+        "stack along the last dim",
+        lambda m, a, b: m.stack([a, b], -1),
+        np.ones((2, 3)),
+        np.zeros((2, 3)),
+    ),
+    ("cat with an empty tensor", lambda m, a, b: m.cat([a, b]), np.ones((2,)), np.ones((0,))),
+    ("index with a 0-d integer tensor", lambda m, a: a[m.tensor(2)], np.arange(6.0)),
+    (
+        "index arrays broadcast together",
+        lambda m, a: a[m.tensor([[0], [1]]), m.tensor([0, 2, 2])],
+        np.arange(6.0).reshape(2, 3),
+    ),
+    (
+        "index arrays around a slice",
+        lambda m, a: a[m.tensor([0, 1]), :, m.tensor([1, 1])],
+        np.arange(24.0).reshape(2, 3, 4),
+    ),
+    ("index with a list of bools", lambda m, a: a[[True, False, True]], np.arange(3.0)),
+    (
+        "einsum ellipsis broadcasting batch dims",
+        lambda m, a, b: m.einsum("...ij,...jk->...ik", a, b),
+        np.arange(24.0).reshape(2, 1, 3, 4),
+        np.arange(40.0).reshape(5, 4, 2),
+    ),
+    (
+        "einsum ellipsis of different lengths",
+        lambda m, a, b: m.einsum("...i,...i->...", a, b),
+        np.arange(6.0).reshape(2, 3),
+        np.arange(3.0),
+    ),
+    (
+        "einsum implicit output with ellipsis",
+        lambda m, a, b: m.einsum("...ij,jk", a, b),
+        np.arange(24.0).reshape(2, 3, 4),
+        np.arange(8.0).reshape(4, 2),
+    ),
+    (
+        "bce weight broadcast",
+        lambda m, a: m.nn.functional.binary_cross_entropy_with_logits(
+            a, m.ones(2, 3, dtype=m.float64) * 0.3, weight=m.tensor([1.0, 2, 3], dtype=m.float64)
+        ),
+        np.arange(6.0).reshape(2, 3),
+    ),
+    (
+        "cross_entropy probabilities unbatched",
+        lambda m, a: m.nn.functional.cross_entropy(a, m.tensor([0.2, 0.8], dtype=m.float64)),
+        [1.0, 2],
+    ),
+    (
+        "cross_entropy probabilities spatial",
+        lambda m, a: m.nn.functional.cross_entropy(
+            a, m.softmax(m.arange(12.0, dtype=m.float64).reshape(2, 3, 2), 1)
+        ),
+        np.arange(12.0).reshape(2, 3, 2),
+    ),
+    (
+        "cross_entropy smoothing spatial weight",
+        lambda m, a: m.nn.functional.cross_entropy(
+            a,
+            m.tensor([[0, 2], [1, 1]]),
+            weight=m.tensor([1.0, 2, 3], dtype=m.float64),
+            label_smoothing=0.3,
+        ),
+        np.arange(12.0).reshape(2, 3, 2),
+    ),
+    (
+        "cross_entropy smoothing unbatched",
+        lambda m, a: m.nn.functional.cross_entropy(a, m.tensor(1), label_smoothing=0.3),
+        [1.0, 2, 0],
+    ),
+    (
+        "cross_entropy ignore_index no reduction",
+        lambda m, a: m.nn.functional.cross_entropy(
+            a, m.tensor([1, -100]), reduction="none", label_smoothing=0.2
+        ),
+        np.arange(6.0).reshape(2, 3),
+    ),
+    (
+        "l1_loss at a zero difference",
+        lambda m, a, b: m.nn.functional.l1_loss(a, b),
+        [1.0, 2],
+        [1.0, 3],
+    ),
+]
+
+
+@pytest.mark.parametrize("case", SPECIAL, ids=[c[0] for c in SPECIAL])
+def test_special_values_match_pytorch(case):
+    name, fn, *data = case
+    with np.errstate(all="ignore"):
+        pairs = [pair(np.array(a, dtype=np.float64)) for a in data]
+        ours = fn(cr, *[p[0] for p in pairs])
+        theirs = fn(torch, *[p[1] for p in pairs])
+        assert_close(ours, theirs, f"{name}: value")
+        seed = np.linspace(0.5, 1.5, theirs.numel()).reshape(theirs.shape)
+        g_ours = cr.grad(ours, [p[0] for p in pairs], cr.tensor(seed), allow_unused=True)
+        g_theirs = torch.autograd.grad(
+            theirs, [p[1] for p in pairs], torch.tensor(seed), allow_unused=True
+        )
+    for k, (g, e) in enumerate(zip(g_ours, g_theirs, strict=True)):
+        expected = torch.zeros_like(pairs[k][1]) if e is None else e
+        actual = np.zeros(expected.shape) if g is None else g
+        assert_close(actual, expected, f"{name}: gradient of input {k}")

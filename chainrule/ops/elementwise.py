@@ -23,18 +23,29 @@ DIV = Op("div", np.true_divide, ("a", "b"), {
     "a": local("1 / b", lambda a, b, out: 1 / b),
     "b": local("-a / b**2", lambda a, b, out: -a / (b * b)),
 }, elementwise=True)
+def _pow_local_a(a, b, out):
+    if isinstance(b, int | float):  # the common x**2: no masking needed unless b is 0
+        return b * a ** (b - 1) if b != 0 else d.zeros_like(a) if hasattr(a, "shape") else 0.0
+    # Masking the base too keeps 0**-1 out of the branch not taken (its own gradient would be
+    # NaN under create_graph).
+    return b * d.where(b == 0, 1.0, a) ** (b - 1)
+
+
+def _pow_local_b(a, b, out):
+    if isinstance(a, int | float):  # a number as the base: 2.0 ** x
+        if a != 0:
+            return out * float(np.log(a))
+        return d.where(b >= 0, 0.0, out * -np.inf)
+    masked = (a == 0) & (b >= 0)
+    return d.where(masked, 0.0, out * d.log(d.where(masked, 1.0, a)))
+
+
 POW = Op("pow", np.power, ("a", "b"), {
-    "a": local("b * a**(b - 1)", lambda a, b, out: _power_slope(a, b)),
-    # The limit of out*log(a) as a -> 0 is 0 for b > 0; PyTorch masks it the same way.
-    "b": local("where(a == 0, 0, out * log(a))",
-               lambda a, b, out: d.where(a == 0, 0.0, out * d.log(d.where(a == 0, 1.0, a)))),
+    # PyTorch's conventions at the edges: an exponent of 0 has slope 0 in a (even at a = 0), and
+    # the limit of out * log(a) as a -> 0 is 0 for b >= 0.
+    "a": local("where(b == 0, 0, b * a**(b - 1))", _pow_local_a),
+    "b": local("where((a == 0) & (b >= 0), 0, out * log(a))", _pow_local_b),
 }, elementwise=True)
-def _power_slope(a, b):
-    if type(b) is int and b == 2:  # the squares in every loss: skip the general power
-        return a * 2
-    return b * a ** (b - 1)
-
-
 NEG = Op("neg", np.negative, ("x",), {"x": local("-1", None)}, elementwise=True)
 MAXIMUM = Op("maximum", np.maximum, ("a", "b"), {
     "a": local("(a > b) + 0.5 * (a == b)", lambda a, b, out: (a > b) + 0.5 * (a == b)),
@@ -188,11 +199,13 @@ def clamp(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
     if min is None and max is None:
         raise ValueError("clamp: give at least one of min and max")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
+        # Tensor bounds as PyTorch treats them: x keeps its gradient where min <= x <= max, a
+        # bound takes it where it wins (ties go to x, not half and half as maximum would split).
         out = x
         if min is not None:
-            out = maximum(out, min)
+            out = where(out < min, min, out)
         if max is not None:
-            out = minimum(out, max)
+            out = where(out > max, max, out)
         return out
     return call(CLAMP, (x,), min=-np.inf if min is None else min, max=np.inf if max is None else max)
 

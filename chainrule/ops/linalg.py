@@ -96,9 +96,14 @@ def _einsum_rule(i):
         grad = _einsum_any(
             ",".join([output] + others) + "->" + target, g, *[x for j, x in enumerate(xs) if j != i]
         )
+        shape = xs[i].shape
         if target != own:  # letters summed away inside operand i alone: broadcast back over them
-            shape = xs[i].shape
-            grad = grad.reshape(tuple(n if c in available else 1 for c, n in zip(own, shape)))
+            sizes = dict(zip(target, grad.shape))
+            grad = grad.reshape(tuple(sizes.get(c, 1) for c in own))
+        if grad.shape != shape:
+            # Size-1 dims of operand i that broadcast against the others: sum them back, then
+            # stretch the letters only operand i has.
+            grad = sum_to(grad, tuple(1 if n == 1 else m for n, m in zip(shape, grad.shape)))
             from .shape import broadcast_to
 
             grad = broadcast_to(grad, shape) if isinstance(grad, Tensor) else np.broadcast_to(grad, shape)
@@ -123,19 +128,23 @@ def _einsum_op(n):
 
 
 def _parse_einsum(equation, operands):
+    """Explicit subscripts per operand and for the output. The dims an ellipsis stands for get
+    letters of their own, aligned from the right across operands (as broadcasting aligns them)."""
     equation = equation.replace(" ", "")
     lhs, arrow, rhs = equation.partition("->")
     terms = lhs.split(",")
     if len(terms) != len(operands):
         raise ValueError(f"einsum: equation {equation!r} names {len(terms)} operands, got {len(operands)}")
     spare = [c for c in string.ascii_uppercase + string.ascii_lowercase if c not in equation]
-    ellipsis_letters = ""
+    counts = [x.ndim - (len(term) - 3) if "..." in term else 0 for term, x in zip(terms, operands)]
+    if any(c < 0 for c in counts):
+        bad = counts.index(min(counts))
+        raise ValueError(f"einsum: subscripts {terms[bad]!r} have more letters than the operand of shape {tuple(operands[bad].shape)} has dims")
+    ellipsis_letters = "".join(spare[: max(counts, default=0)])
     resolved = []
-    for term, x in zip(terms, operands):
+    for term, x, count in zip(terms, operands, counts):
         if "..." in term:
-            count = x.ndim - (len(term) - 3)
-            ellipsis_letters = ellipsis_letters if len(ellipsis_letters) >= count else "".join(spare[:count])
-            term = term.replace("...", "".join(spare[:count][len(spare[:count]) - count:]) if count else "")
+            term = term.replace("...", ellipsis_letters[len(ellipsis_letters) - count:])
         if len(term) != x.ndim:
             raise ValueError(f"einsum: subscripts {term!r} have {len(term)} letters but the operand has shape {tuple(x.shape)}")
         resolved.append(term)

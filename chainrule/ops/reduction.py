@@ -76,10 +76,15 @@ def _var(x, dim, keepdim, n, correction):
     return np.var(x, axis=dim, keepdims=keepdim, ddof=correction)
 
 
+def _var_rule(g, x, out, dim, keepdim, n, correction):
+    # NumPy's float division: n - correction = 0 gives inf (and NaN gradients), as in PyTorch.
+    scale = np.float64(2.0) / np.float64(builtins.max(n - correction, 0))
+    return (x - d.mean(x, dim, True)) * d.unreduce(g * float(scale), x.shape, dim, keepdim)
+
+
 VAR = Op("var", _var, params=("dim", "keepdim", "n", "correction"), derivatives={
     "x": vjp("2 * (x - mean(x, dim, True)) * unreduce(g, x.shape, dim, keepdim) / (n - correction)",
-             lambda g, x, out, dim, keepdim, n, correction:
-             (x - d.mean(x, dim, True)) * d.unreduce(g * (2 / (n - correction)), x.shape, dim, keepdim)),
+             _var_rule),
 })
 
 
@@ -101,10 +106,16 @@ def _std(x, dim, keepdim, n, correction):
     return np.std(x, axis=dim, keepdims=keepdim, ddof=correction)
 
 
+def _std_rule(g, x, out, dim, keepdim, n, correction):
+    # Where the deviation is 0 the gradient is 0 (PyTorch's convention), not 0/0.
+    scale = float(np.float64(1.0) / np.float64(builtins.max(n - correction, 0)))
+    safe = d.where(out == 0, 0.0, g / d.where(out == 0, 1.0, out))
+    return (x - d.mean(x, dim, True)) * d.unreduce(safe * scale, x.shape, dim, keepdim)
+
+
 STD = Op("std", _std, params=("dim", "keepdim", "n", "correction"), derivatives={
     "x": vjp("(x - mean(x, dim, True)) * unreduce(g / out, x.shape, dim, keepdim) / (n - correction)",
-             lambda g, x, out, dim, keepdim, n, correction:
-             (x - d.mean(x, dim, True)) * d.unreduce(g / (out * (n - correction)), x.shape, dim, keepdim)),
+             _std_rule),
 })
 
 
@@ -319,6 +330,26 @@ NORM2 = Op("norm", _norm2, params=("dim", "keepdim"), derivatives={
 })
 
 
+def _normp(x, dim, keepdim, p):
+    return np.sum(np.abs(x) ** p, axis=dim, keepdims=keepdim) ** (1.0 / p)
+
+
+def _normp_rule(g, x, out, dim, keepdim, p):
+    # PyTorch's subgradient conventions: 0 where the norm is 0, and for p < 1 also where an
+    # element is 0 (|x|**(p - 1) would be infinite there).
+    if p < 1:
+        slope = d.sign(x) * d.where(x == 0, 0.0, d.abs(d.where(x == 0, 1.0, x)) ** (p - 1))
+        return slope * d.unreduce(g * out ** (1 - p), x.shape, dim, keepdim)
+    scale = d.where(out == 0, 0.0, g / d.where(out == 0, 1.0, out) ** (p - 1))
+    return d.sign(x) * d.abs(x) ** (p - 1) * d.unreduce(scale, x.shape, dim, keepdim)
+
+
+NORMP = Op("norm", _normp, params=("dim", "keepdim", "p"), derivatives={
+    "x": vjp("sign(x) * abs(x)**(p - 1) * unreduce(g / out**(p - 1), x.shape, dim, keepdim)",
+             _normp_rule),
+})
+
+
 def norm(x, p=2, dim=None, keepdim=False):
     """The vector p-norm over `dim` (all elements by default); p may be a number, inf or 'fro'."""
     x = as_tensor(x)
@@ -334,5 +365,5 @@ def norm(x, p=2, dim=None, keepdim=False):
     if p == 1:
         return sum(abs_(x), dim, keepdim)
     if isinstance(p, int | float) and p > 0:
-        return sum(abs_(x) ** p, dim, keepdim) ** (1.0 / p)
+        return call(NORMP, (x,), dim=_dims(x, dim), keepdim=keepdim, p=float(p))
     raise ValueError(f"norm: p must be a positive number, inf, -inf or 'fro', not {p!r}")
