@@ -25,8 +25,9 @@ class ParamStep:
         self.before, self.grad, self.after = before, grad, after
 
     @property
-    def step_size(self):
-        """after - before: the change the optimizer made (-lr * slope for plain SGD)."""
+    def change(self):
+        """after - before: what the optimizer did to the value. For plain SGD this is
+        -(lr * slope), the negative of what the lesson calls the step size (lr * slope)."""
         return self.after - self.before
 
     def __repr__(self):
@@ -53,7 +54,7 @@ class StepInfo:
     def max_step_size(self):
         """The largest |after - before| over every element of every parameter."""
         return max(
-            (float(np.max(np.abs(p.step_size))) for p in self.params.values() if p.before.size),
+            (float(np.max(np.abs(p.change))) for p in self.params.values() if p.before.size),
             default=0.0,
         )
 

@@ -329,3 +329,11 @@ def test_header_that_is_not_json_or_lies_about_offsets_is_refused(tmp_path):
     path.write_bytes(struct.pack("<Q", len(header)) + header.encode() + b"\0" * 80)
     with pytest.raises(CheckpointError, match="need 8000 bytes of data but only 80 are present"):
         cr.load(path)
+
+
+def test_a_bare_tensor_round_trips(tmp_path):
+    t = cr.tensor([[1.5, -2.0]], dtype=cr.float64)
+    cr.save(t, tmp_path / "t.safetensors")
+    back = cr.load(tmp_path / "t.safetensors")
+    assert isinstance(back, cr.Tensor) and back.dtype == cr.float64
+    np.testing.assert_array_equal(back.numpy(), t.numpy())

@@ -67,14 +67,15 @@ def test_lessons_b3_descent_with_the_step_size_stop_rule():
     assert history.stop_reason == "min_step_size"
     first, second = recorder.steps[0], recorder.steps[1]
     assert first.params["2.bias"].grad.item() == pytest.approx(-15.7, abs=0.05)
-    assert first.params["2.bias"].step_size.item() == pytest.approx(1.57, abs=0.005)
+    # the lesson's step size is lr * slope = -1.57; the value changes by minus that
+    assert first.params["2.bias"].change.item() == pytest.approx(1.57, abs=0.005)
     assert first.params["2.bias"].after.item() == pytest.approx(1.57, abs=0.005)
     assert second.params["2.bias"].after.item() == pytest.approx(2.19, abs=0.005)
     assert b3.item() == pytest.approx(2.61, abs=0.005)
     assert history.step_loss[0] == pytest.approx(20.4, abs=0.05)
     # The last step is the first one below the threshold; the one before was not.
-    assert abs(recorder.steps[-1].params["2.bias"].step_size.item()) < 0.001
-    assert abs(recorder.steps[-2].params["2.bias"].step_size.item()) >= 0.001
+    assert abs(recorder.steps[-1].params["2.bias"].change.item()) < 0.001
+    assert abs(recorder.steps[-2].params["2.bias"].change.item()) >= 0.001
 
 
 def test_lesson_network_fits_all_seven_parameters_from_a_seeded_random_start():
