@@ -2,14 +2,16 @@
 
 They take scikit-learn's own `neural_network` names and defaults (hidden_layer_sizes, activation,
 solver, alpha, batch_size, learning_rate_init, max_iter, shuffle, random_state, tol,
-n_iter_no_change, ...) and the same training procedure: Glorot-uniform initialisation, shuffled
-minibatches of min(200, n) rows, an L2 penalty alpha/2 ||W||^2 per batch row, and a stop once the
-epoch loss has failed to improve by `tol` for `n_iter_no_change` epochs. The network is a
-`cr.nn.Sequential` (the fitted `model_`), its gradients come from chainrule's backward pass and
-its updates from `cr.optim`. What differs on purpose: the solvers are 'sgd' and 'adam' only (no
-L-BFGS), SGD's learning rate is constant, and the Adam update is PyTorch's (eps added after the
-bias-corrected square root) rather than scikit-learn's; a two-class problem uses two softmax
-outputs rather than one logistic output (the same model, parametrised differently).
+n_iter_no_change, ...) and its training procedure, draw for draw: Glorot-uniform initialisation
+and shuffling from the same `random_state` sequence, minibatches of min(200, n) rows, an L2
+penalty alpha/2 ||W||^2 per batch row, its losses (softmax or, for two classes, logistic
+cross-entropy; half the squared error), its Adam, and a stop once the epoch loss has failed to
+improve by `tol` for `n_iter_no_change` epochs. So with the same seed both libraries follow the
+same trajectory (to rounding; a test checks it). The network is a `cr.nn.Sequential` (the fitted
+`model_`), its gradients come from chainrule's backward pass and its updates from `cr.optim`.
+What is left out: the 'lbfgs' solver, SGD's 'invscaling'/'adaptive' schedules (the rate is
+constant), early_stopping, sample weights and multilabel targets. Activations are scikit-learn's
+('identity', 'logistic', 'tanh', 'relu') plus 'softplus', the lesson's.
 """
 
 import warnings
@@ -23,6 +25,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from . import nn, optim
 from .engine.autograd import no_grad
+from .engine.function import Function
+from .engine.tensor import Tensor
 from .ops import from_numpy
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -35,6 +39,66 @@ ACTIVATIONS = {
     "softplus": nn.Softplus,
 }
 SOLVERS = ("sgd", "adam")
+
+
+class _SoftmaxCrossEntropy(Function):
+    """Mean softmax cross-entropy of logits (n, k) and class indices, as one graph node: its
+    gradient (softmax - one_hot) / n is a single expression, where the composed loss records six
+    nodes and walks them all back. Values equal F.cross_entropy's (tests compare them)."""
+
+    @staticmethod
+    def forward(ctx, logits, target):
+        z = logits.data - logits.data.max(axis=1, keepdims=True)
+        exp = np.exp(z)
+        total = exp.sum(axis=1, keepdims=True)
+        rows = np.arange(len(target))
+        ctx.probabilities, ctx.target = exp / total, target
+        loss = np.log(total[:, 0]).sum() - z[rows, target].sum()
+        return Tensor._wrap(np.asarray(loss / len(target), dtype=logits.dtype))
+
+    @staticmethod
+    def backward(ctx, g):
+        grad = ctx.probabilities.copy()
+        grad[np.arange(len(ctx.target)), ctx.target] -= 1.0
+        return g * Tensor._wrap(grad / len(ctx.target)), None
+
+
+class _LogisticLoss(Function):
+    """Mean binary cross-entropy of one logit column (n, 1) against 0/1 targets (n,), as one
+    node: log(1 + e^z) - y z, with gradient (sigmoid(z) - y) / n."""
+
+    @staticmethod
+    def forward(ctx, logits, target):
+        z = logits.data[:, 0]
+        ctx.residual = (_sigmoid(z) - target).reshape(-1, 1)
+        loss = (np.logaddexp(0.0, z) - target * z).mean()
+        return Tensor._wrap(np.asarray(loss, dtype=logits.dtype))
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * Tensor._wrap(ctx.residual / len(ctx.residual)), None
+
+
+class _HalfSquaredError(Function):
+    """The squared error summed over outputs, halved and averaged over rows, as one node whose
+    gradient is the residual / n: scikit-learn's gradient (and its loss, with one output)."""
+
+    @staticmethod
+    def forward(ctx, prediction, target):
+        residual = prediction.data - target
+        ctx.residual = residual
+        loss = 0.5 * np.vdot(residual, residual) / len(residual)
+        return Tensor._wrap(np.asarray(loss, dtype=prediction.dtype))
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * Tensor._wrap(ctx.residual / len(ctx.residual)), None
+
+
+def _sigmoid(z):
+    # exp of a non-positive number only, so no overflow for large |z|.
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
 class _BaseMLP(BaseEstimator):
@@ -161,6 +225,7 @@ class _BaseMLP(BaseEstimator):
         self.n_outputs_ = n_outputs
         self.n_iter_ = 0
         self.t_ = 0
+        self._steps = 0
         self.loss_curve_ = []
         self.best_loss_ = np.inf
         self._no_improvement_count = 0
@@ -178,10 +243,13 @@ class _BaseMLP(BaseEstimator):
         weights = [layer.weight for layer in self._linears()]
         model, optimizer, loss_fn, alpha = self.model_, self.optimizer_, self._loss_of, self.alpha
         order = np.arange(n)
+        adam = self.solver == "adam"
         model.train()
         for _ in range(1 if incremental else self.max_iter):
             if self.shuffle:
-                order = self._random_state.permutation(n)
+                # scikit-learn shuffles the previous order (not a fresh arange) with the same
+                # generator, so a seed gives both libraries the same batches.
+                order = order[self._random_state.permutation(n)]
             total = 0.0
             for start in range(0, n, batch):
                 rows = order[start : start + batch]
@@ -197,6 +265,14 @@ class _BaseMLP(BaseEstimator):
                         w.grad.data += (alpha / m) * w.data
                         penalty += float(np.vdot(w.data, w.data))
                     penalty *= 0.5 * alpha / m
+                if adam:
+                    # scikit-learn's Adam is PyTorch's with eps / sqrt(1 - beta2^t) in place of
+                    # eps (it folds the bias corrections into the step size); matching it gives
+                    # the same trajectory.
+                    self._steps += 1
+                    optimizer.param_groups[0]["eps"] = self.epsilon / np.sqrt(
+                        1 - self.beta_2**self._steps
+                    )
                 optimizer.step()
                 total += (loss.item() + penalty) * m
             self.n_iter_ += 1
@@ -282,8 +358,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return y, y.shape[1]
 
     def _loss_of(self, prediction, target):
-        # scikit-learn's regression loss: mean squared error / 2, whose gradient is the residual.
-        return nn.functional.mse_loss(prediction, from_numpy(target)) * 0.5
+        return _HalfSquaredError.apply(prediction, target)
 
     def partial_fit(self, X, y):
         """One epoch of updates on (X, y), starting from the current fit if there is one."""
@@ -301,7 +376,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """A multi-layer perceptron classifier trained on the cross-entropy of a softmax output layer
-    (one output per class); `classes_` holds the labels in sorted order."""
+    (one output per class), or of one logistic output for two classes, as scikit-learn does;
+    `classes_` holds the labels in sorted order."""
 
     _classifier = True
     _multi_output = False
@@ -323,10 +399,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 f"y contains labels {unknown.tolist()} that are not in classes_ "
                 f"{self.classes_.tolist()}"
             )
-        return np.searchsorted(self.classes_, y).astype(np.int64), len(self.classes_)
+        index = np.searchsorted(self.classes_, y)
+        if len(self.classes_) == 2:
+            # Two classes: one logistic output, as scikit-learn has it.
+            return index.astype(np.float64), 1
+        return index.astype(np.int64), len(self.classes_)
 
     def _loss_of(self, logits, target):
-        return nn.functional.cross_entropy(logits, target)
+        if self.n_outputs_ == 1:
+            return _LogisticLoss.apply(logits, target)
+        return _SoftmaxCrossEntropy.apply(logits, target)
 
     def partial_fit(self, X, y, classes=None):
         """One epoch of updates on (X, y). The first call needs `classes` (every label that will
@@ -337,6 +419,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def predict_proba(self, X):
         logits = self._forward(X).astype(np.float64)
+        if logits.shape[1] == 1:
+            p = _sigmoid(logits[:, 0])
+            return np.column_stack([1 - p, p])
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         return shifted / shifted.sum(axis=1, keepdims=True)
 
@@ -345,4 +430,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def predict(self, X):
         logits = self._forward(X)
+        if logits.shape[1] == 1:
+            return self.classes_[(logits[:, 0] > 0).astype(np.int64)]
         return self.classes_[np.argmax(logits, axis=1)]
