@@ -223,11 +223,20 @@ def _extreme(name, arg, whole, x, dim, keepdim):
 
 
 def max(x, dim=None, keepdim=False):  # noqa: A001 - PyTorch's name
-    """With no `dim` the largest value (ties share the gradient); with a `dim`, (values, indices)."""
+    """With no `dim` the largest value (ties share the gradient); with a `dim`, (values, indices);
+    with a tensor in place of `dim`, the elementwise maximum (torch.max(a, b))."""
+    if isinstance(dim, Tensor | np.ndarray):
+        from .elementwise import maximum
+
+        return maximum(x, dim)
     return _extreme("max", np.argmax, amax, x, dim, keepdim)
 
 
 def min(x, dim=None, keepdim=False):  # noqa: A001 - PyTorch's name
+    if isinstance(dim, Tensor | np.ndarray):
+        from .elementwise import minimum
+
+        return minimum(x, dim)
     return _extreme("min", np.argmin, amin, x, dim, keepdim)
 
 
