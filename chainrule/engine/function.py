@@ -46,6 +46,10 @@ class FunctionCtx:
             for t in saved
         )
 
+    def __repr__(self):
+        # Explanations show the backward formula `Name.backward(ctx, g)` with this in place.
+        return f"ctx of {self._name}"
+
     def mark_non_differentiable(self, *tensors):
         """The given outputs get no gradient: the result of apply does not require grad."""
         self._non_differentiable = tensors
