@@ -111,6 +111,17 @@ def test_backward_with_inputs_accumulates_only_into_those_like_pytorch():
     assert_close(hg, thg, "non-leaf input's grad")
 
 
+def test_autograd_backward_of_several_tensors_with_their_gradients_like_pytorch():
+    (x, w), (tx, tw) = leaves(X, W)
+    v = np.array([1.0, -2.0, 0.5])
+    cr.autograd.backward([cr.sin(x) * w, (x * x).sum()], [cr.tensor(v, dtype=cr.float64), None])
+    torch.autograd.backward([torch.sin(tx) * tw, (tx * tx).sum()], [torch.tensor(v), None])
+    assert_close(x.grad, tx.grad, "x.grad")
+    assert_close(w.grad, tw.grad, "w.grad")
+    with pytest.raises(RuntimeError, match="1 gradients for 2 tensors"):
+        cr.autograd.backward([x * 2.0, x * 3.0], [cr.ones(3, dtype=cr.float64)])
+
+
 # ---- cr.grad ------------------------------------------------------------------------------------
 
 

@@ -102,13 +102,26 @@ class AnomalyError(RuntimeError):
     pass
 
 
-def backward(tensor, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """`cr.autograd.backward`: one tensor or a sequence of them (with one gradient each), as in
+    PyTorch; `Tensor.backward` is this for one tensor."""
+    tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    if grad_tensors is None:
+        grad_tensors = [None] * len(tensors)
+    elif isinstance(grad_tensors, Tensor):
+        grad_tensors = [grad_tensors]
+    else:
+        grad_tensors = list(grad_tensors)
+    if len(grad_tensors) != len(tensors):
+        raise RuntimeError(
+            f"backward: {len(grad_tensors)} gradients for {len(tensors)} tensors; give one each"
+        )
     if inputs is None:
-        _run([tensor], [gradient], retain_graph, create_graph, None, accumulate=True)
+        _run(tensors, grad_tensors, retain_graph, create_graph, None, accumulate=True)
         return
     # Only `inputs` accumulate, leaves or not, as in PyTorch.
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    found = _run([tensor], [gradient], retain_graph, create_graph, inputs, accumulate=False)
+    found = _run(tensors, grad_tensors, retain_graph, create_graph, inputs, accumulate=False)
     for x in inputs:
         g = found.get(x)
         if g is not None:
