@@ -136,17 +136,25 @@ def product_of_others(x, dim):
 
 def make_einsum(subscripts, output, i):
     """The formula's einsum('output,others->subscripts[i]', g, *others): contract g with the other
-    operands to operand i's letters; letters only operand i has are a sum over ones (broadcast)."""
+    operands to operand i's letters; letters only operand i has are a sum over ones (broadcast),
+    and a letter operand i repeats puts the result on that diagonal (zeros elsewhere)."""
 
     def einsum(equation, *operands):
         assert equation == f"output,others->subscripts[{i}]", equation
         others = [s for j, s in enumerate(subscripts) if j != i]
         own = subscripts[i]
+        unique = "".join(dict.fromkeys(own))
         present = set(output).union(*others)
-        extra = [c for c in own if c not in present]
+        extra = [c for c in unique if c not in present]
         ones = [np.ones(SIZES[c]) for c in extra]
-        spec = ",".join([output, *others, *extra]) + "->" + own
-        return np.einsum(spec, *operands, *ones)
+        spec = ",".join([output, *others, *extra]) + "->" + unique
+        compact = np.einsum(spec, *operands, *ones)
+        full = np.zeros(tuple(SIZES[c] for c in own))
+        for pos in np.ndindex(full.shape):
+            letters = {}
+            if all(letters.setdefault(c, p) == p for c, p in zip(own, pos, strict=True)):
+                full[pos] = compact[tuple(letters[c] for c in unique)]
+        return full
 
     return einsum
 
@@ -356,12 +364,19 @@ def _cat_rows(n):
 
 
 EINSUMS = {
-    1: [("ij->", [(3, 4)]), ("ijk->kji", [(2, 3, 4)]), ("ij->j", [(3, 4)])],
+    1: [
+        ("ij->", [(3, 4)]),
+        ("ijk->kji", [(2, 3, 4)]),
+        ("ij->j", [(3, 4)]),
+        ("ii->", [(3, 3)]),
+        ("bii->bi", [(2, 3, 3)]),
+    ],
     2: [
         ("ij,jk->ik", [(3, 4), (4, 5)]),
         ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
         ("ij,k->ik", [(3, 4), (5,)]),
         ("i,j->ij", [(3,), (4,)]),
+        ("iij,i->j", [(3, 3, 2), (3,)]),
     ],
     3: [("ij,jk,kl->il", [(2, 3), (3, 4), (4, 2)])],
 }

@@ -287,6 +287,19 @@ CASES += [
     ),
     Case("einsum.list_operands", lambda m, a, b: m.einsum("i,i->", [a, b]), ((4,), (4,))),
     Case("einsum.transpose", lambda m, a: m.einsum("ijk->kji", a), ((2, 3, 4),)),
+    Case("einsum.trace", lambda m, a: m.einsum("ii->", a), ((3, 3),)),
+    Case("einsum.diagonal", lambda m, a: m.einsum("ii->i", a), ((3, 3),)),
+    Case("einsum.batch_trace", lambda m, a: m.einsum("bii->b", a), ((2, 3, 3),)),
+    Case(
+        "einsum.diagonal_times_vector",
+        lambda m, a, b: m.einsum("iij,i->j", a, b),
+        ((3, 3, 2), (3,)),
+    ),
+    Case(
+        "einsum.broadcast_size_one",
+        lambda m, a, b: m.einsum("...ij,...jk->...ik", a, b),
+        ((2, 1, 3, 4), (5, 4, 2)),
+    ),
     # indexing
     Case("gather", lambda m, x: m.gather(x, 1, m.tensor([[0, 0], [3, 1], [2, 2]])), ((3, 4),)),
     Case("gather.method", lambda m, x: x.gather(0, m.tensor([[0, 2, 2, 1]])), ((3, 4),)),

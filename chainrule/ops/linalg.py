@@ -86,30 +86,51 @@ def _einsum_any(equation, *operands):
 
 def _einsum_rule(i):
     def rule(g, *args, subscripts, output):
-        out = args[-1]
-        del out
         xs = args[:-1]
         own = subscripts[i]
         others = [s for j, s in enumerate(subscripts) if j != i]
+        shape = xs[i].shape
+        sizes = dict(zip(own, shape))
+        unique = "".join(dict.fromkeys(own))  # a repeated letter (a trace, a diagonal) once
         available = set(output).union(*others)
-        target = "".join(c for c in own if c in available)
+        target = "".join(c for c in unique if c in available)
         grad = _einsum_any(
             ",".join([output] + others) + "->" + target, g, *[x for j, x in enumerate(xs) if j != i]
         )
-        shape = xs[i].shape
-        if target != own:  # letters summed away inside operand i alone: broadcast back over them
-            sizes = dict(zip(target, grad.shape))
-            grad = grad.reshape(tuple(sizes.get(c, 1) for c in own))
-        if grad.shape != shape:
+        unique_shape = tuple(sizes[c] for c in unique)
+        if target != unique:  # letters summed away inside operand i alone: broadcast back over them
+            found = dict(zip(target, grad.shape))
+            grad = grad.reshape(tuple(found.get(c, 1) for c in unique))
+        if grad.shape != unique_shape:
             # Size-1 dims of operand i that broadcast against the others: sum them back, then
             # stretch the letters only operand i has.
-            grad = sum_to(grad, tuple(1 if n == 1 else m for n, m in zip(shape, grad.shape)))
+            grad = sum_to(grad, tuple(1 if n == 1 else m for n, m in zip(unique_shape, grad.shape)))
             from .shape import broadcast_to
 
-            grad = broadcast_to(grad, shape) if isinstance(grad, Tensor) else np.broadcast_to(grad, shape)
+            grad = broadcast_to(grad, unique_shape) if isinstance(grad, Tensor) else np.broadcast_to(grad, unique_shape)
+        if unique != own:
+            grad = _onto_diagonal(grad, own, unique, sizes, output + "".join(subscripts))
         return grad
 
     return vjp(f"einsum('output,others->subscripts[{i}]', g, *others)", rule)
+
+
+def _onto_diagonal(grad, own, unique, sizes, used):
+    """The gradient of an operand with a repeated letter ('ii', 'iij'): `grad` (one axis per
+    letter) placed on that diagonal, zeros elsewhere, as an einsum with identity matrices."""
+    spare = [c for c in string.ascii_letters if c not in used]
+    seen, renamed, eye_terms, eyes = set(), "", [], []
+    dtype = grad.dtype
+    for c in own:
+        if c in seen:
+            fresh = spare.pop()
+            renamed += fresh
+            eye_terms.append(c + fresh)
+            eyes.append(np.eye(sizes[c], dtype=dtype))
+        else:
+            seen.add(c)
+            renamed += c
+    return _einsum_any(",".join([unique] + eye_terms) + "->" + renamed, grad, *eyes)
 
 
 def _einsum_op(n):
@@ -161,12 +182,6 @@ def einsum(equation, *operands):
         operands = operands[0]
     operands = [as_tensor(x) for x in operands]
     subscripts, output = _parse_einsum(equation, operands)
-    for term, x in zip(subscripts, operands):
-        if x.requires_grad and len(set(term)) != len(term):
-            raise NotImplementedError(
-                f"einsum: the gradient through a repeated subscript within one operand ({term!r}) "
-                "is not supported; take the diagonal with indexing first"
-            )
     dtype = operands[0].dtype
     for x in operands[1:]:
         dtype = np.promote_types(dtype, x.dtype)
