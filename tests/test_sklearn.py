@@ -1,0 +1,200 @@
+"""chainrule.sklearn's MLPs against scikit-learn's own: with the same seed they must follow the
+same trajectory (weights and loss curve to rounding), so scikit-learn is the oracle."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import sklearn.neural_network
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import chainrule as cr
+from chainrule.sklearn import (
+    MLPClassifier,
+    MLPRegressor,
+    _HalfSquaredError,
+    _LogisticLoss,
+    _SoftmaxCrossEntropy,
+)
+
+
+def scaled(loader):
+    x, y = loader(return_X_y=True)
+    return StandardScaler().fit_transform(x), y
+
+
+def fit_both(kind, x, y, **params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}[kind](**params)
+        theirs = getattr(sklearn.neural_network, kind)(**params)
+        return ours.fit(x, y), theirs.fit(x, y)
+
+
+@pytest.mark.parametrize(
+    ("kind", "loader", "params"),
+    [
+        ("MLPClassifier", load_iris, {"activation": "relu"}),  # softmax, 3 classes
+        ("MLPClassifier", load_breast_cancer, {"activation": "tanh"}),  # one logistic output
+        ("MLPRegressor", load_diabetes, {"activation": "logistic"}),
+        ("MLPClassifier", load_iris, {"solver": "sgd", "learning_rate_init": 0.1}),
+        (
+            "MLPRegressor",
+            load_diabetes,
+            {
+                "solver": "sgd",
+                "learning_rate_init": 0.01,
+                "nesterovs_momentum": False,
+                "alpha": 0.1,
+            },
+        ),
+    ],
+)
+def test_same_seed_gives_scikit_learns_trajectory(kind, loader, params):
+    x, y = scaled(loader)
+    ours, theirs = fit_both(
+        kind, x, y, hidden_layer_sizes=(8, 5), random_state=3, max_iter=15, batch_size=32, **params
+    )
+    assert ours.n_iter_ == theirs.n_iter_ == 15
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    for a, b in zip(
+        ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+    if kind == "MLPClassifier":
+        np.testing.assert_allclose(ours.predict_proba(x), theirs.predict_proba(x), atol=1e-9)
+        np.testing.assert_array_equal(ours.predict(x), theirs.predict(x))
+    else:
+        np.testing.assert_allclose(ours.predict(x), theirs.predict(x), rtol=1e-8)
+
+
+def test_stopping_rule_is_scikit_learns():
+    x, y = scaled(load_iris)
+    ours, theirs = fit_both(
+        "MLPClassifier",
+        x,
+        y,
+        hidden_layer_sizes=(10,),
+        random_state=0,
+        learning_rate_init=0.05,
+        tol=1e-3,
+        n_iter_no_change=5,
+    )
+    assert ours.n_iter_ == theirs.n_iter_ < 200
+    assert ours.best_loss_ == pytest.approx(theirs.best_loss_, rel=1e-9)
+
+
+def test_partial_fit_continues_like_scikit_learns():
+    x, y = scaled(load_iris)
+    ours = MLPClassifier(hidden_layer_sizes=(6,), random_state=1)
+    theirs = sklearn.neural_network.MLPClassifier(hidden_layer_sizes=(6,), random_state=1)
+    for _ in range(3):
+        ours.partial_fit(x, y, classes=[0, 1, 2])
+        theirs.partial_fit(x, y, classes=[0, 1, 2])
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    assert ours.n_iter_ == 3
+
+
+def test_partial_fit_needs_classes_first():
+    with pytest.raises(ValueError, match="classes must be passed"):
+        MLPClassifier().partial_fit(np.zeros((2, 2)), [0, 1])
+
+
+def test_fused_losses_equal_torchs_values_and_gradients():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(7, 4)) * 30  # large logits: the fused forms must stay stable
+    target = rng.integers(0, 4, size=7)
+    z = cr.tensor(logits, requires_grad=True)
+    loss = _SoftmaxCrossEntropy.apply(z, target)
+    loss.backward()
+    zt = torch.tensor(logits, requires_grad=True)
+    expected = torch.nn.functional.cross_entropy(zt, torch.tensor(target))
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
+    np.testing.assert_allclose(z.grad.numpy(), zt.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+    column = logits[:, :1]
+    labels = (target % 2).astype(np.float64)
+    z = cr.tensor(column, requires_grad=True)
+    loss = _LogisticLoss.apply(z, labels)
+    loss.backward()
+    zt = torch.tensor(column, requires_grad=True)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(zt[:, 0], torch.tensor(labels))
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
+    np.testing.assert_allclose(z.grad.numpy(), zt.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+    prediction, observed = rng.normal(size=(5, 2)), rng.normal(size=(5, 2))
+    p = cr.tensor(prediction, requires_grad=True)
+    loss = _HalfSquaredError.apply(p, observed)
+    loss.backward()
+    pt = torch.tensor(prediction, requires_grad=True)
+    expected = ((pt - torch.tensor(observed)) ** 2).sum() / (2 * 5)
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
+    np.testing.assert_allclose(p.grad.numpy(), pt.grad.numpy(), rtol=1e-12)
+
+
+def test_string_labels_params_clone_pickle_and_pipeline():
+    x, y = scaled(load_iris)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    model = make_pipeline(
+        StandardScaler(),
+        MLPClassifier(
+            hidden_layer_sizes=(12,), learning_rate_init=0.05, random_state=0, max_iter=300
+        ),
+    )
+    model.fit(x, names)
+    assert model.score(x, names) > 0.95
+    assert set(model.predict(x)) <= set(names)
+    estimator = model[-1]
+    assert estimator.get_params()["hidden_layer_sizes"] == (12,)
+    copy = clone(estimator).set_params(hidden_layer_sizes=(3, 2), activation="softplus")
+    assert copy.get_params()["activation"] == "softplus" and not hasattr(copy, "model_")
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.predict_proba(x), model.predict_proba(x))
+    assert isinstance(estimator.model_, cr.nn.Sequential)
+
+
+def test_softplus_activation_and_multi_output_regression():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(200, 2))
+    y = np.column_stack([x[:, 0] ** 2, np.sin(2 * x[:, 1])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPRegressor(
+            hidden_layer_sizes=(32,),
+            activation="softplus",
+            learning_rate_init=0.01,
+            batch_size=32,
+            tol=0.0,  # the losses are small; scikit-learn's default tol would stop too soon
+            random_state=0,
+        ).fit(x, y)
+    assert model.predict(x).shape == (200, 2)
+    assert model.score(x, y) > 0.9
+
+
+@pytest.mark.parametrize(
+    ("params", "pattern"),
+    [
+        ({"solver": "lbfgs"}, "no L-BFGS"),
+        ({"activation": "swish"}, "activation must be"),
+        ({"hidden_layer_sizes": (0,)}, "positive integers"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"batch_size": -1}, "batch_size"),
+    ],
+)
+def test_bad_hyperparameters_are_named(params, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        MLPRegressor(**params).fit(np.zeros((4, 2)), np.zeros(4))
+
+
+def test_one_class_is_refused():
+    with pytest.raises(ValueError, match="only one class"):
+        MLPClassifier().fit(np.zeros((3, 2)), ["a", "a", "a"])
