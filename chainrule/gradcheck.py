@@ -68,7 +68,7 @@ def _analytic_jacobians(fn, inputs, wanted):
                 ]
             )
     return [
-        np.array([row[n] for row in rows]).reshape(-1, inputs[i].data.size)
+        np.array([row[n] for row in rows]).reshape(len(rows), inputs[i].data.size)
         for n, i in enumerate(wanted)
     ]
 

@@ -590,6 +590,14 @@ def test_gradcheck_restores_the_input_when_the_function_raises():
     assert x.detach().tolist() == [0.5, 1.5]
 
 
+def test_gradcheck_handles_empty_inputs_constants_and_outputs_without_grad():
+    empty = cr.zeros(0, dtype=cr.float64, requires_grad=True)
+    x = cr.tensor([0.3, 0.7], dtype=cr.float64, requires_grad=True)
+    constant = cr.tensor([1.0, 2.0], dtype=cr.float64)
+    assert cr.gradcheck(lambda e, a: (e * e).sum() + (a * a).sum(), (empty, x))
+    assert cr.gradcheck(lambda a, c, k: (a * c * k, a > 0.5), (x, constant, 3.0))
+
+
 class WrongExp(cr.autograd.Function):
     """exp whose backward is off by 10%: what gradcheck exists to catch."""
 
