@@ -24,7 +24,8 @@ DIV = Op("div", np.true_divide, ("a", "b"), {
     "b": local("-a / b**2", lambda a, b, out: -a / (b * b)),
 }, elementwise=True)
 def _pow_local_a(a, b, out):
-    if isinstance(b, int | float):  # the common x**2: no masking needed unless b is 0
+    if isinstance(b, int | float) or (type(b) is np.ndarray and b.ndim == 0):
+        # A number as the exponent (x**2, x**2.5): no masking needed unless it is 0.
         return b * a ** (b - 1) if b != 0 else d.zeros_like(a) if hasattr(a, "shape") else 0.0
     # Masking the base too keeps 0**-1 out of the branch not taken (its own gradient would be
     # NaN under create_graph).
