@@ -45,9 +45,12 @@ def main():
             import pstats
 
             cProfile.runctx(
-                "for _ in range(20): chainrule_step()", globals(), locals(), "/tmp/conv.prof"
+                "for _ in range(20): chainrule_step()",
+                globals(),
+                locals(),
+                "/tmp/cr_bench_conv.prof",
             )
-            pstats.Stats("/tmp/conv.prof").sort_stats("tottime").print_stats(10)
+            pstats.Stats("/tmp/cr_bench_conv.prof").sort_stats("tottime").print_stats(10)
         compare(
             f"Conv2d(1, 32, 3, padding=1) fwd+bwd, 64x1x28x28 float32, {threads} thread",
             chainrule_step,

@@ -41,7 +41,7 @@ def chainrule_epoch_fn(x, y):
     return epoch, model
 
 
-def torch_epoch_fn(x, y, chainrule_model):
+def torch_epoch_fn(x, y, chainrule_model, sliced=False):
     nn = torch.nn
     model = nn.Sequential(
         nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10)
@@ -54,6 +54,9 @@ def torch_epoch_fn(x, y, chainrule_model):
         torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=BATCH
     )
     loss_fn = nn.CrossEntropyLoss()
+    if sliced:  # batches by slicing, skipping torch's per-sample fetch and collate
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        loader = [(xt[i : i + BATCH], yt[i : i + BATCH]) for i in range(0, len(x), BATCH)]
 
     def epoch():
         for xb, yb in loader:
@@ -80,12 +83,25 @@ def main():
             import cProfile
             import pstats
 
-            cProfile.runctx("for _ in range(20): ours()", globals(), locals(), "/tmp/mlp.prof")
-            pstats.Stats("/tmp/mlp.prof").sort_stats("tottime").print_stats(15)
+            cProfile.runctx(
+                "for _ in range(20): ours()", globals(), locals(), "/tmp/cr_bench_mlp.prof"
+            )
+            pstats.Stats("/tmp/cr_bench_mlp.prof").sort_stats("tottime").print_stats(15)
+        steps = len(x) // BATCH + 1
         compare(
-            f"digits MLP epoch ({len(x) // BATCH + 1} steps, {threads} thread)",
+            f"digits MLP epoch ({steps} steps, {threads} thread), torch DataLoader",
             ours,
             theirs,
+            0.6,
+            repeats=15,
+            warmup=3,
+        )
+        # For reference: PyTorch without its DataLoader's per-sample collate, compute only.
+        sliced, _ = torch_epoch_fn(x, y, our_model, sliced=True)
+        compare(
+            f"digits MLP epoch ({steps} steps, {threads} thread), torch pre-sliced batches",
+            ours,
+            sliced,
             0.6,
             repeats=15,
             warmup=3,
