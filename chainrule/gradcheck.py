@@ -19,6 +19,11 @@ def _outputs(fn, inputs):
     return tuple(o for o in _as_tuple(fn(*inputs)) if isinstance(o, Tensor))
 
 
+def _flat_outputs(fn, inputs):
+    """Every output's elements in one vector (empty when the function has no outputs to check)."""
+    return np.concatenate([np.zeros(0)] + [o.data.reshape(-1) for o in _outputs(fn, inputs)])
+
+
 def _numeric_jacobian(fn, inputs, index, eps):
     """Column j: (f(x + eps e_j) - f(x - eps e_j)) / (2 eps), every output flattened together.
     Elements are visited in C order, the order the analytic rows are flattened in, by their
@@ -33,9 +38,9 @@ def _numeric_jacobian(fn, inputs, index, eps):
             saved = data[where]
             try:
                 data[where] = saved + eps
-                plus = np.concatenate([o.data.reshape(-1) for o in _outputs(fn, inputs)])
+                plus = _flat_outputs(fn, inputs)
                 data[where] = saved - eps
-                minus = np.concatenate([o.data.reshape(-1) for o in _outputs(fn, inputs)])
+                minus = _flat_outputs(fn, inputs)
             finally:
                 data[where] = saved
             columns.append((plus - minus) / (2 * eps))

@@ -596,6 +596,8 @@ def test_gradcheck_handles_empty_inputs_constants_and_outputs_without_grad():
     constant = cr.tensor([1.0, 2.0], dtype=cr.float64)
     assert cr.gradcheck(lambda e, a: (e * e).sum() + (a * a).sum(), (empty, x))
     assert cr.gradcheck(lambda a, c, k: (a * c * k, a > 0.5), (x, constant, 3.0))
+    # A step function: no gradient anywhere, so nothing of second order to check either.
+    assert cr.gradgradcheck(lambda a: (a > 0.5).double(), (x,))
 
 
 class WrongExp(cr.autograd.Function):
