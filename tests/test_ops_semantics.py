@@ -557,3 +557,37 @@ def test_special_values_match_pytorch(case):
         expected = torch.zeros_like(pairs[k][1]) if e is None else e
         actual = np.zeros(expected.shape) if g is None else g
         assert_close(actual, expected, f"{name}: gradient of input {k}")
+
+
+# ---- assignment into a non-leaf: x[index] = value records the gradient of both ----
+
+ASSIGNMENTS = [
+    ("row", lambda m, y: 1, (4,)),
+    ("column slice", lambda m, y: (slice(None), slice(1, 3)), (3, 2)),
+    ("broadcast number-like 0-d", lambda m, y: (slice(None), 0), ()),
+    ("boolean mask", lambda m, y: y > 10, (7,)),
+    ("integer arrays", lambda m, y: (m.tensor([0, 2]), m.tensor([1, 3])), (2,)),
+    ("broadcast row", lambda m, y: slice(0, 2), (1, 4)),
+]
+
+
+def _assign(m, index, value_shape):
+    x = m.tensor(np.arange(12.0).reshape(3, 4), requires_grad=True)
+    v = m.tensor(
+        np.arange(1.0, 1.0 + np.prod(value_shape)).reshape(value_shape), requires_grad=True
+    )
+    y = x * 2
+    y[index(m, y)] = v * 10
+    z = (y * m.tensor(np.arange(12.0).reshape(3, 4))).sum()
+    grads = (cr.grad if m is cr else torch.autograd.grad)(z, [x, v])
+    return y, grads
+
+
+@pytest.mark.parametrize("case", ASSIGNMENTS, ids=[a[0] for a in ASSIGNMENTS])
+def test_setitem_on_a_non_leaf_matches_pytorch(case):
+    name, index, value_shape = case
+    y, (gx, gv) = _assign(cr, index, value_shape)
+    ty, (tgx, tgv) = _assign(torch, index, value_shape)
+    assert_close(y, ty, f"{name}: value after assignment")
+    assert_close(gx, tgx, f"{name}: gradient of the tensor assigned into")
+    assert_close(gv, tgv, f"{name}: gradient of the value assigned")
