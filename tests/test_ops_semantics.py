@@ -565,7 +565,7 @@ ASSIGNMENTS = [
     ("row", lambda m, y: 1, (4,)),
     ("column slice", lambda m, y: (slice(None), slice(1, 3)), (3, 2)),
     ("broadcast number-like 0-d", lambda m, y: (slice(None), 0), ()),
-    ("boolean mask", lambda m, y: y > 10, (7,)),
+    ("boolean mask", lambda m, y: y > 10, (6,)),
     ("integer arrays", lambda m, y: (m.tensor([0, 2]), m.tensor([1, 3])), (2,)),
     ("broadcast row", lambda m, y: slice(0, 2), (1, 4)),
 ]
