@@ -15,6 +15,7 @@ import struct
 import sys
 import tempfile
 import textwrap
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -63,11 +64,19 @@ def write_atomic(path, write, what="output"):
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp makes the file private (0600); give it the mode a plainly created file gets.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write_bytes(data):
@@ -302,6 +311,16 @@ def _positive(kind):
         return value
 
     return parse
+
+
+def _row_number(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a row number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"rows are numbered from 1, got {value}")
+    return value - 1
 
 
 def _resolve_task(args, table):
@@ -630,14 +649,30 @@ def cmd_explain(args, echo):
     else:
         targets = cr.tensor(model.scale_targets(y).reshape(-1, 1), dtype=dtype)
     loss_fn = _loss_module(spec["loss"])
+    # The file keeps per-epoch losses; the report plots whatever a History-like object carries.
+    history = SimpleNamespace(
+        step_loss=None,
+        epoch_loss=[float(v) for v in model.history.get("train_loss", ())],
+        metrics={"held-out loss": [float(v) for v in model.history["val_loss"]]}
+        if "val_loss" in model.history
+        else {},
+    )
+    sample = min(args.sample, len(x) - 1)
     write_atomic(
         args.out,
         lambda tmp: explain.model_report(
-            model.network, inputs, targets, loss_fn, tmp, history=None
+            model.network,
+            inputs,
+            targets,
+            loss_fn,
+            tmp,
+            history=history,
+            sample=sample,
+            title=f"chainrule explain: {spec['target']} from {', '.join(spec['features'])}"[:120],
         ),
         "report",
     )
-    echo(f"report written to {args.out}")
+    echo(f"report on row {sample + 1} of {len(x)} written to {args.out}")
     return 0
 
 
@@ -651,9 +686,13 @@ def _loss_module(name):
 
 
 def cmd_demo(args, echo):
-    from .lesson import run_b3_descent
+    from .lesson import run_demo
 
-    run_b3_descent(out=echo)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CLIError(
+            f"cannot write the demo's pictures to {args.out}: it is a file, not a folder"
+        )
+    run_demo(out_dir=args.out, echo=echo)
     return 0
 
 
@@ -811,6 +850,13 @@ def build_parser():
         default="report.html",
         metavar="REPORT.html",
         help="where to write the report (default: report.html)",
+    )
+    explain.add_argument(
+        "--sample",
+        type=_row_number,
+        default="1",
+        metavar="ROW",
+        help="the data row (1 = first) whose loss the report differentiates (default: 1)",
     )
     explain.add_argument(
         "--drop-missing",

@@ -337,3 +337,54 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     cli.write_atomic(str(target), lambda tmp: open(tmp, "w").write("new"))
     assert target.read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+
+
+def test_explain_writes_a_self_contained_html_report(tmp_path, classes_csv):
+    assert (
+        run(
+            "fit",
+            classes_csv,
+            "--target",
+            "side",
+            "--epochs",
+            "3",
+            "--out",
+            "c.safetensors",
+            cwd=tmp_path,
+        )[0]
+        == 0
+    )
+    code, out, err = run(
+        "explain", "c.safetensors", classes_csv, "--sample", "2", "--out", "r.html", cwd=tmp_path
+    )
+    assert code == 0, err
+    assert "report on row 2 of 60 written to r.html" in out
+    html = (tmp_path / "r.html").read_text()
+    assert html.lstrip().lower().startswith("<!doctype html")
+    assert "The chain rule, path by path" in html and "<svg" in html
+    # Self-contained: pictures inline, nothing fetched from elsewhere.
+    assert "data:image/png;base64," in html and 'src="http' not in html
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "c.loss.png",
+        "c.safetensors",
+        "r.html",
+        "two.csv",
+    ]
+
+
+def test_explain_a_lesson_model_needs_no_data(tmp_path):
+    assert run("fit", "--epochs", "5", cwd=tmp_path)[0] == 0
+    code, out, err = run("explain", "model.safetensors", cwd=tmp_path)
+    assert code == 0, err
+    assert "report on row 1 of 3 written to report.html" in out
+    assert "The chain rule" in (tmp_path / "report.html").read_text()
+
+
+def test_demo_runs_the_lesson_into_the_given_folder(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        "chainrule.lesson.run_demo", lambda out_dir, echo: calls.append(out_dir) or echo("ran")
+    )
+    printed = []
+    assert cli.main(["demo", "--out", str(tmp_path / "pictures")], echo=printed.append) == 0
+    assert calls == [str(tmp_path / "pictures")] and printed == ["ran"]

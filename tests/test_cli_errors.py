@@ -236,3 +236,36 @@ def test_explain_output_folder_that_does_not_exist(tmp_path, model):
 
 def test_explain_without_data_for_a_csv_model_asks_for_it(tmp_path, model):
     assert_clean_failure(run("explain", model.name, cwd=tmp_path), "give that")
+
+
+def test_demo_refuses_a_file_for_its_folder(tmp_path):
+    (tmp_path / "taken").write_text("mine")
+    assert_clean_failure(
+        run("demo", "--out", "taken", cwd=tmp_path),
+        "is a file, not a folder",
+        folder=tmp_path,
+        before=["taken"],
+    )
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_explain_rejects_classes_the_model_never_saw(tmp_path):
+    write_csv(tmp_path / "train.csv", ["x", "c"], [[i, "ab"[i % 2]] for i in range(8)])
+    write_csv(tmp_path / "other.csv", ["x", "c"], [[1, "a"], [2, "z"]])
+    assert (
+        run(
+            "fit",
+            "train.csv",
+            "--target",
+            "c",
+            "--epochs",
+            "1",
+            "--out",
+            "m.safetensors",
+            cwd=tmp_path,
+        )[0]
+        == 0
+    )
+    assert_clean_failure(
+        run("explain", "m.safetensors", "other.csv", cwd=tmp_path), "['z']", "not seen in training"
+    )
