@@ -591,3 +591,34 @@ def test_setitem_on_a_non_leaf_matches_pytorch(case):
     assert_close(y, ty, f"{name}: value after assignment")
     assert_close(gx, tgx, f"{name}: gradient of the tensor assigned into")
     assert_close(gv, tgv, f"{name}: gradient of the value assigned")
+
+
+# ---- comparisons: bool results, no gradient, broadcasting with numbers and arrays ----
+
+COMPARISONS = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+@pytest.mark.parametrize("op", list(COMPARISONS), ids=str)
+@pytest.mark.parametrize("other", ["tensor row", "python number", "0-d tensor", "int tensor"])
+def test_comparisons_give_bool_tensors_without_gradient(op, other):
+    x = np.array([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]])
+    cx, tx = pair(x)
+    if other == "tensor row":
+        c_other, t_other = pair(np.array([1.0, 1.0, 0.0]))
+    elif other == "python number":
+        c_other = t_other = 1.0
+    elif other == "0-d tensor":
+        c_other, t_other = pair(np.array(1.0))
+    else:
+        c_other, t_other = cr.tensor([2, 1, 0]), torch.tensor([2, 1, 0])
+    ours, theirs = COMPARISONS[op](cx, c_other), COMPARISONS[op](tx, t_other)
+    assert_close(ours, theirs, f"x {op} {other}")
+    assert not ours.requires_grad and ours.grad_fn is None, f"x {op} {other} is in the graph"
+    assert_close(COMPARISONS[op](c_other, cx), COMPARISONS[op](t_other, tx), f"{other} {op} x")
