@@ -39,6 +39,17 @@ def _finish(grads, nested, argnums):
     return grads[0] if isinstance(argnums, int) else grads
 
 
+def _detach_tree(x):
+    """Tensors in nested tuples, lists and dicts, detached (the auxiliary output of has_aux)."""
+    if isinstance(x, Tensor):
+        return x.detach()
+    if isinstance(x, tuple | list):
+        return type(x)(_detach_tree(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _detach_tree(v) for k, v in x.items()}
+    return x
+
+
 def value_and_grad(f, argnums=0, has_aux=False):
     """`f` must return a scalar Tensor. Returns a function giving (value, gradient)."""
 
@@ -61,7 +72,8 @@ def value_and_grad(f, argnums=0, has_aux=False):
                 grads = tuple(Tensor._wrap(np.zeros_like(x.data)) for x in wrt)
         finally:
             state.enabled = previous
-        value = value if nested else value.detach()
+        if not nested:
+            value, aux = value.detach(), _detach_tree(aux)
         out = _finish(grads, nested, argnums)
         return ((value, aux), out) if has_aux else (value, out)
 

@@ -192,3 +192,21 @@ def test_vjp_fn_with_a_cotangent_of_the_wrong_shape_names_both_shapes():
     _, vjp_fn = cr.func.vjp(vector_fn(cr), a, b)
     with pytest.raises(ValueError, match=r"\(2,\).*\(3,\)"):
         vjp_fn(cr.ones(2, dtype=cr.float64))
+
+
+def test_has_aux_returns_the_auxiliary_output_detached_like_torch_func():
+    (a, b), (ta, tb) = both(A, B)
+
+    def f(lib):
+        return lambda a, b: ((a * a * b).sum(), {"total": a.sum(), "parts": [a * 2.0]})
+
+    gradient, aux = cr.func.grad(f(cr), has_aux=True)(a, b)
+    t_gradient, t_aux = torch.func.grad(f(torch), has_aux=True)(ta, tb)
+    assert_close(gradient, t_gradient, "grad with aux")
+    assert_close(aux["total"], t_aux["total"], "aux total")
+    assert_close(aux["parts"][0], t_aux["parts"][0], "aux parts")
+    assert not aux["total"].requires_grad and not aux["parts"][0].requires_grad
+    (value, aux), gradient = cr.func.value_and_grad(f(cr), has_aux=True)(a, b)
+    t_gradient, (t_value, t_aux) = torch.func.grad_and_value(f(torch), has_aux=True)(ta, tb)
+    assert_close(value, t_value, "value")
+    assert not value.requires_grad and not aux["total"].requires_grad
