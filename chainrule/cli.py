@@ -470,6 +470,13 @@ def cmd_fit(args, echo):
 
     history = _train(model, x, y, train_rows, val_rows, args, lesson)
     model.history = history
+    losses = history["train_loss"]
+    diverged = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+    if diverged is not None:
+        raise CLIError(
+            f"training diverged: the loss became {losses[diverged]} in epoch {diverged + 1}; "
+            "nothing was written; try a smaller --lr"
+        )
 
     shown_rows = val_rows if len(val_rows) else train_rows
     metrics = _metrics(model, x[shown_rows], y[shown_rows], table)
@@ -524,25 +531,30 @@ def _train(model, x, y, train_rows, val_rows, args, lesson):
     )
     epochs = args.epochs or (None if args.max_steps else (1000 if lesson else 200))
     val_loss = []
-    callbacks = []
+
+    class Watch:
+        """Records the held-out loss after each epoch, and stops at a non-finite loss: nothing
+        after it can recover, and the caller reports the divergence."""
+
+        def on_epoch(self, info):
+            if len(val_rows):
+                val_loss.append(train.evaluate(network, held_out, loss_fn)["loss"])
+            return not math.isfinite(info.loss)
+
     if len(val_rows):
         held_out = data.DataLoader(data.TensorDataset(*tensors(val_rows)), batch_size=1024)
-
-        class HeldOutLoss:
-            def on_epoch(self, info):
-                val_loss.append(train.evaluate(network, held_out, loss_fn)["loss"])
-
-        callbacks.append(HeldOutLoss())
-    history = train.fit(
-        network,
-        loss_fn,
-        optimizer,
-        loader,
-        epochs=epochs,
-        max_steps=args.max_steps,
-        progress=False if args.no_progress else None,
-        callbacks=callbacks,
-    )
+    # Overflow warnings from NumPy would spill over the one-line report of a divergence.
+    with np.errstate(all="ignore"):
+        history = train.fit(
+            network,
+            loss_fn,
+            optimizer,
+            loader,
+            epochs=epochs,
+            max_steps=args.max_steps,
+            progress=False if args.no_progress else None,
+            callbacks=[Watch()],
+        )
     network.eval()
     losses = {"train_loss": history.epoch_loss}
     if val_loss:

@@ -207,6 +207,19 @@ def _pick_columns(name, header, index, target, features):
     return target_index, [known(f, "a feature") for f in features], features
 
 
+def _refuse_text_column(name, column, cells):
+    """A feature column with no number in it is a text column (a category, a name): dropping its
+    rows would drop them all, so say what it is instead."""
+    present = [(line, c.strip()) for line, c in cells if c.strip().lower() not in MISSING]
+    if present and all(_parse_number(c)[0] is None for _, c in present):
+        line, example = present[0]
+        raise DataError(
+            f"{name}: column {column!r} holds text, not numbers ({example!r} on line {line}); "
+            "features must be numeric: choose the feature columns with --features "
+            "(features= in Python)"
+        )
+
+
 def _parse_number(cell):
     """(value, None) for a finite number, else (None, why)."""
     text = cell.strip()
@@ -267,6 +280,9 @@ def load_csv(
                 f"{name}, line {line}: {len(fields)} fields, but the header has "
                 f"{len(header)} columns"
             )
+
+    for i in feature_index:
+        _refuse_text_column(name, header[i], [(line, fields[i]) for line, fields in body])
 
     if target is None:
         target_cells = [None] * len(body)

@@ -269,3 +269,37 @@ def test_explain_rejects_classes_the_model_never_saw(tmp_path):
     assert_clean_failure(
         run("explain", "m.safetensors", "other.csv", cwd=tmp_path), "['z']", "not seen in training"
     )
+
+
+def test_divergent_training_is_reported_and_nothing_is_written(tmp_path):
+    write_csv(tmp_path / "big.csv", ["x", "y"], [[i * 1000.0, i * 7.0] for i in range(30)])
+    before = files(tmp_path)
+    assert_clean_failure(
+        run(
+            "fit",
+            "big.csv",
+            "--target",
+            "y",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e6",
+            "--epochs",
+            "20",
+            cwd=tmp_path,
+        ),
+        "training diverged",
+        "smaller --lr",
+        folder=tmp_path,
+        before=before,
+    )
+
+
+def test_a_text_feature_column_is_named(tmp_path):
+    write_csv(tmp_path / "pets.csv", ["kind", "age", "y"], [["cat", 1, 2], ["dog", 2, 3]])
+    assert_clean_failure(
+        run("fit", "pets.csv", "--target", "y", cwd=tmp_path),
+        "column 'kind' holds text",
+        "'cat' on line 2",
+        "--features",
+    )

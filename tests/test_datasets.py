@@ -132,7 +132,7 @@ def test_unreadable_files_raise_data_errors(tmp_path):
 
 
 def test_every_row_bad_with_drop_missing_is_an_error(tmp_path):
-    path = write(tmp_path, "a,y\nx,1\n,2\n")
+    path = write(tmp_path, "a,b,y\n1,x,1\n,2,2\n")
     with pytest.raises(DataError, match="none is left"):
         load_csv(path, "y", drop_missing=True)
 
@@ -171,3 +171,12 @@ def test_sklearn_data_sets_arrive_as_tensors_unchanged(name, classification):
         assert table.target.dtype == cr.int64 and len(table.classes) == len(np.unique(y))
     else:
         assert table.classes is None and table.target.dtype == cr.float64
+
+
+def test_a_text_feature_column_is_named_rather_than_dropped(tmp_path):
+    path = write(tmp_path, "color,x,y\nred,1,2\n,2,3\nblue,3,4\n")
+    with pytest.raises(
+        DataError, match=r"column 'color' holds text, not numbers \('red' on line 2\)"
+    ):
+        load_csv(path, "y", drop_missing=True)
+    assert load_csv(path, "y", features=["x"]).data.shape == (3, 1)
