@@ -6,6 +6,8 @@ import numpy as np
 from ..engine.tensor import Tensor
 from ..ops import (
     abs as _abs,
+)
+from ..ops import (
     as_tensor,
     gather,
     gelu,
@@ -18,10 +20,22 @@ from ..ops import (
     tanh,
     where,
 )
+from ..ops.nn import cross_entropy_indices
 
 __all__ = [
-    "binary_cross_entropy_with_logits", "cross_entropy", "gelu", "l1_loss", "linear",
-    "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid", "softmax", "softplus", "tanh",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "gelu",
+    "l1_loss",
+    "linear",
+    "log_softmax",
+    "mse_loss",
+    "nll_loss",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "softplus",
+    "tanh",
 ]
 
 
@@ -38,8 +52,8 @@ def _reduce(loss, reduction, name):
 def _same_shape(name, input, target):  # noqa: A002
     if input.shape != target.shape:
         raise ValueError(
-            f"{name}: input has shape {tuple(input.shape)} but target has shape {tuple(target.shape)}; "
-            "they must match (reshape one of them)"
+            f"{name}: input has shape {tuple(input.shape)} but target has shape "
+            f"{tuple(target.shape)}; they must match (reshape one of them)"
         )
 
 
@@ -70,8 +84,8 @@ def _nll(logp, index, weight, ignore_index, reduction, label_smoothing):
     batch_shape = (logp.shape[0],) + logp.shape[2:] if logp.ndim > 1 else ()
     if index.shape != batch_shape:
         raise ValueError(
-            f"cross_entropy: input of shape {tuple(logp.shape)} needs targets of shape {batch_shape}, "
-            f"got {tuple(index.shape)}"
+            f"cross_entropy: input of shape {tuple(logp.shape)} needs targets of shape "
+            f"{batch_shape}, got {tuple(index.shape)}"
         )
     valid = index != ignore_index
     safe = np.where(valid, index, 0)
@@ -80,30 +94,52 @@ def _nll(logp, index, weight, ignore_index, reduction, label_smoothing):
         raise IndexError(f"cross_entropy: target class {bad} is out of range for {classes} classes")
     class_dim = 1 if logp.ndim > 1 else 0
     picked = gather(logp, class_dim, np.expand_dims(safe, class_dim)).squeeze(class_dim)
-    w = np.ones(classes, dtype=logp.dtype) if weight is None else np.asarray(
-        weight.data if isinstance(weight, Tensor) else weight, dtype=logp.dtype)
+    w = (
+        np.ones(classes, dtype=logp.dtype)
+        if weight is None
+        else np.asarray(weight.data if isinstance(weight, Tensor) else weight, dtype=logp.dtype)
+    )
     sample_w = np.where(valid, w[safe], 0).astype(logp.dtype)
     loss = -picked * sample_w
     if label_smoothing:
         shape = [1] * logp.ndim
         shape[class_dim] = classes
-        smooth = -(logp * w.reshape(shape)).sum(class_dim) * np.where(valid, 1.0, 0.0).astype(logp.dtype)
+        smooth = -(logp * w.reshape(shape)).sum(class_dim) * np.where(valid, 1.0, 0.0).astype(
+            logp.dtype
+        )
         loss = loss * (1 - label_smoothing) + smooth * (label_smoothing / classes)
     if reduction == "mean":
         return loss.sum() / sample_w.sum()
     return _reduce(loss, reduction, "cross_entropy")
 
 
-def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",  # noqa: A002
-                  label_smoothing=0.0):
+def cross_entropy(
+    input,
+    target,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",  # noqa: A002
+    label_smoothing=0.0,
+):
     """Softmax cross-entropy of logits (N, C, ...) with class indices (N, ...) or class
     probabilities (same shape as input), as in PyTorch."""
     logits = as_tensor(input)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     class_dim = 1 if logits.ndim > 1 else 0
-    logp = log_softmax(logits, class_dim)
     target_data = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if (
+        logits.ndim == 2
+        and target_data.dtype.kind in "iu"
+        and weight is None
+        and not label_smoothing
+        and reduction in ("mean", "sum")
+        and target_data.shape == logits.shape[:1]
+        and ((target_data >= 0) & (target_data < logits.shape[1])).all()
+    ):
+        scale = 1.0 / target_data.shape[0] if reduction == "mean" else 1.0
+        return cross_entropy_indices(logits, target_data, scale)
+    logp = log_softmax(logits, class_dim)
     if target_data.dtype.kind == "f":
         target = as_tensor(target)
         _same_shape("cross_entropy", logits, target)
@@ -121,8 +157,13 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     return _nll(logp, target_data, weight, ignore_index, reduction, label_smoothing)
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",  # noqa: A002
-                                     pos_weight=None):
+def binary_cross_entropy_with_logits(
+    input,
+    target,
+    weight=None,
+    reduction="mean",  # noqa: A002
+    pos_weight=None,
+):
     """-[p y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))], computed as (1 - y) x +
     (1 + (p - 1) y) log(1 + exp(-x)), which never overflows."""
     x, y = as_tensor(input), as_tensor(target)
@@ -145,8 +186,11 @@ __all__ += ["conv2d", "dropout", "embedding", "layer_norm", "max_pool2d"]
 def _pair(value, name, what):
     if isinstance(value, int) and not isinstance(value, bool):
         return (value, value)
-    if isinstance(value, tuple | list) and len(value) == 2 and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if (
+        isinstance(value, tuple | list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         return tuple(value)
     raise TypeError(f"{name}: {what} must be an int or a pair of ints, got {value!r}")
 
@@ -164,42 +208,55 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         padding = 0
     elif isinstance(padding, str):
         raise ValueError(
-            f"conv2d: padding must be an int, a pair of ints or 'valid', not {padding!r}")
+            f"conv2d: padding must be an int, a pair of ints or 'valid', not {padding!r}"
+        )
     padding = _pair(padding, "conv2d", "padding")
     if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
-        raise ValueError(f"conv2d: stride and dilation must be >= 1 and padding >= 0, got "
-                         f"stride={stride}, dilation={dilation}, padding={padding}")
+        raise ValueError(
+            f"conv2d: stride and dilation must be >= 1 and padding >= 0, got "
+            f"stride={stride}, dilation={dilation}, padding={padding}"
+        )
     if weight.ndim != 4:
-        raise ValueError(f"conv2d: weight must be 4-D (out_channels, in_channels/groups, kH, kW), "
-                         f"got shape {tuple(weight.shape)}")
+        raise ValueError(
+            f"conv2d: weight must be 4-D (out_channels, in_channels/groups, kH, kW), "
+            f"got shape {tuple(weight.shape)}"
+        )
     unbatched = x.ndim == 3
     if x.ndim not in (3, 4):
-        raise ValueError(f"conv2d: expected input of shape (N, C, H, W) or (C, H, W), "
-                         f"got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"conv2d: expected input of shape (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}"
+        )
     if unbatched:
         x = x.unsqueeze(0)
     out_channels, cg, kh, kw = weight.shape
     if groups < 1 or x.shape[1] % groups or out_channels % groups:
-        raise ValueError(f"conv2d: groups={groups} must divide both the input channels "
-                         f"({x.shape[1]}) and the output channels ({out_channels})")
+        raise ValueError(
+            f"conv2d: groups={groups} must divide both the input channels "
+            f"({x.shape[1]}) and the output channels ({out_channels})"
+        )
     if x.shape[1] != cg * groups:
         raise ValueError(
             f"conv2d: weight of shape {tuple(weight.shape)} with groups={groups} expects input "
             f"with "
-            f"{cg * groups} channels, got input of shape {tuple(x.shape)}")
-    for size, pad, dil, k, axis in ((x.shape[2], padding[0], dilation[0], kh, "height"),
-                                     (x.shape[3], padding[1], dilation[1], kw, "width")):
+            f"{cg * groups} channels, got input of shape {tuple(x.shape)}"
+        )
+    for size, pad, dil, k, axis in (
+        (x.shape[2], padding[0], dilation[0], kh, "height"),
+        (x.shape[3], padding[1], dilation[1], kw, "width"),
+    ):
         if size + 2 * pad < dil * (k - 1) + 1:
             raise ValueError(
                 f"conv2d: the kernel (size {k}, dilation {dil}) is larger than the padded input "
-                f"{axis} {size + 2 * pad} (input shape {tuple(x.shape)}, padding {padding})")
+                f"{axis} {size + 2 * pad} (input shape {tuple(x.shape)}, padding {padding})"
+            )
     if x.dtype != weight.dtype:
         x, weight = promote_pair(x, weight)
     if bias is not None:
         bias = as_tensor(bias)
         if bias.shape != (out_channels,):
             raise ValueError(
-                f"conv2d: bias has shape {tuple(bias.shape)}, expected ({out_channels},)")
+                f"conv2d: bias has shape {tuple(bias.shape)}, expected ({out_channels},)"
+            )
         if bias.dtype != weight.dtype:
             bias = to(bias, weight.dtype)
     out = _conv.conv2d(x, weight, bias, stride, padding, dilation, groups)
@@ -217,25 +274,34 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1):  # noqa:
     padding = _pair(padding, "max_pool2d", "padding")
     dilation = _pair(dilation, "max_pool2d", "dilation")
     if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1:
-        raise ValueError(f"max_pool2d: kernel_size, stride and dilation must be >= 1, got "
-                         f"{kernel}, {stride}, {dilation}")
+        raise ValueError(
+            f"max_pool2d: kernel_size, stride and dilation must be >= 1, got "
+            f"{kernel}, {stride}, {dilation}"
+        )
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2 or min(padding) < 0:
-        raise ValueError(f"max_pool2d: padding {padding} must be between 0 and half the kernel "
-                         f"size {kernel}")
+        raise ValueError(
+            f"max_pool2d: padding {padding} must be between 0 and half the kernel size {kernel}"
+        )
     if x.ndim not in (3, 4):
-        raise ValueError(f"max_pool2d: expected input of shape (N, C, H, W) or (C, H, W), "
-                         f"got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"max_pool2d: expected input of shape (N, C, H, W) or (C, H, W), "
+            f"got shape {tuple(x.shape)}"
+        )
     if x.dtype.kind != "f":
         raise TypeError(f"max_pool2d: expected a floating-point input, got {x.dtype}")
     unbatched = x.ndim == 3
     if unbatched:
         x = x.unsqueeze(0)
-    for size, pad, dil, k, axis in ((x.shape[2], padding[0], dilation[0], kernel[0], "height"),
-                                     (x.shape[3], padding[1], dilation[1], kernel[1], "width")):
+    for size, pad, dil, k, axis in (
+        (x.shape[2], padding[0], dilation[0], kernel[0], "height"),
+        (x.shape[3], padding[1], dilation[1], kernel[1], "width"),
+    ):
         if size + 2 * pad < dil * (k - 1) + 1:
-            raise ValueError(f"max_pool2d: the window (size {k}, dilation {dil}) is larger than "
-                             f"the padded input {axis} {size + 2 * pad} (input shape "
-                             f"{tuple(x.shape)})")
+            raise ValueError(
+                f"max_pool2d: the window (size {k}, dilation {dil}) is larger than "
+                f"the padded input {axis} {size + 2 * pad} (input shape "
+                f"{tuple(x.shape)})"
+            )
     out = _conv.max_pool2d(x, kernel, stride, padding, dilation)
     return out.squeeze(0) if unbatched else out
 
@@ -245,9 +311,11 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # no
     with the biased variance, as torch.nn.functional.layer_norm."""
     x = as_tensor(input)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if tuple(x.shape[x.ndim - len(shape):]) != shape or x.ndim < len(shape):
-        raise ValueError(f"layer_norm: expected input whose last dimensions are {shape}, "
-                         f"got shape {tuple(x.shape)}")
+    if tuple(x.shape[x.ndim - len(shape) :]) != shape or x.ndim < len(shape):
+        raise ValueError(
+            f"layer_norm: expected input whose last dimensions are {shape}, "
+            f"got shape {tuple(x.shape)}"
+        )
     dims = tuple(range(x.ndim - len(shape), x.ndim))
     centered = x - x.mean(dims, keepdim=True)
     variance = (centered * centered).mean(dims, keepdim=True)
@@ -267,8 +335,10 @@ def embedding(input, weight, padding_idx=None):  # noqa: A002
     if index.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got {index.dtype}")
     if weight.ndim != 2:
-        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), "
-                         f"got shape {tuple(weight.shape)}")
+        raise ValueError(
+            f"embedding: weight must be 2-D (num_embeddings, embedding_dim), "
+            f"got shape {tuple(weight.shape)}"
+        )
     rows = weight.shape[0]
     if index.size and (index.min() < 0 or index.max() >= rows):
         bad = int(index[(index < 0) | (index >= rows)].flat[0])

@@ -7,7 +7,7 @@ Formula strings are evaluated in this namespace by the tests, so every name a fo
 import numpy as np
 from scipy import special
 
-from ..engine.broadcast import broadcast_to, sum_to
+from ..engine.broadcast import broadcast_to, sum_to  # noqa: F401 - formulas name sum_to
 from ..engine.tensor import Tensor
 
 ops = None  # bound by chainrule.ops once every op is defined
@@ -122,6 +122,11 @@ def softmax(x, dim):
 # Python floats: a NumPy float64 scalar would turn float32 arrays into float64 (NumPy 2 rules).
 _INV_SQRT_2PI = float(1 / np.sqrt(2 * np.pi))
 _SQRT_HALF = float(np.sqrt(0.5))
+
+
+def onehot(index, classes, dtype=np.float64):
+    """Rows of the identity: the target distribution of class indices."""
+    return np.eye(classes, dtype=dtype)[index]
 
 
 def normal_pdf(x):

@@ -23,11 +23,16 @@ def _linear_grad_bias(g, x, weight, bias, out):
     return g.sum(0) if g.ndim == 2 else g.reshape(-1, g.shape[-1]).sum(0)
 
 
-LINEAR = Op("linear", _linear, ("x", "weight", "bias"), {
-    "x": vjp("g @ weight", lambda g, x, weight, bias, out: g @ weight),
-    "weight": vjp("sum_to(g.mT @ x, weight.shape)", _linear_grad_weight),
-    "bias": vjp("sum_to(g, bias.shape)", _linear_grad_bias),
-})
+LINEAR = Op(
+    "linear",
+    _linear,
+    ("x", "weight", "bias"),
+    {
+        "x": vjp("g @ weight", lambda g, x, weight, bias, out: g @ weight),
+        "weight": vjp("sum_to(g.mT @ x, weight.shape)", _linear_grad_weight),
+        "bias": vjp("sum_to(g, bias.shape)", _linear_grad_bias),
+    },
+)
 
 
 def linear(input, weight, bias=None):  # noqa: A002 - PyTorch's argument names
@@ -43,7 +48,9 @@ def linear(input, weight, bias=None):  # noqa: A002 - PyTorch's argument names
     if bias is not None:
         bias = as_tensor(bias)
         if bias.shape != (weight.shape[0],):
-            raise ValueError(f"linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
+            raise ValueError(
+                f"linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)"
+            )
         if bias.dtype != weight.dtype:
             from .shape import to
 
@@ -61,10 +68,17 @@ def _softmax(x, dim):
     return e
 
 
-SOFTMAX = Op("softmax", _softmax, params=("dim",), derivatives={
-    "x": vjp("out * (g - sum(g * out, dim, True))",
-             lambda g, x, out, dim: out * (g - d.sum(g * out, dim, True))),
-})
+SOFTMAX = Op(
+    "softmax",
+    _softmax,
+    params=("dim",),
+    derivatives={
+        "x": vjp(
+            "out * (g - sum(g * out, dim, True))",
+            lambda g, x, out, dim: out * (g - d.sum(g * out, dim, True)),
+        ),
+    },
+)
 
 
 def _log_softmax(x, dim):
@@ -73,10 +87,17 @@ def _log_softmax(x, dim):
     return shifted
 
 
-LOG_SOFTMAX = Op("log_softmax", _log_softmax, params=("dim",), derivatives={
-    "x": vjp("g - exp(out) * sum(g, dim, True)",
-             lambda g, x, out, dim: g - d.exp(out) * d.sum(g, dim, True)),
-})
+LOG_SOFTMAX = Op(
+    "log_softmax",
+    _log_softmax,
+    params=("dim",),
+    derivatives={
+        "x": vjp(
+            "g - exp(out) * sum(g, dim, True)",
+            lambda g, x, out, dim: g - d.exp(out) * d.sum(g, dim, True),
+        ),
+    },
+)
 
 
 def _dim(x, dim, name):
@@ -95,3 +116,36 @@ def softmax(input, dim=None):  # noqa: A002
 def log_softmax(input, dim=None):  # noqa: A002
     x = as_tensor(input)
     return call(LOG_SOFTMAX, (x,), dim=_dim(x, dim, "log_softmax"))
+
+
+def _cross_entropy(x, index, scale):
+    shifted = x - np.max(x, axis=1, keepdims=True)
+    log_normalizer = np.log(np.sum(np.exp(shifted), axis=1))
+    picked = np.take_along_axis(shifted, index[:, None], axis=1)[:, 0]
+    return np.asarray(np.sum(log_normalizer - picked) * scale, dtype=x.dtype)
+
+
+def _cross_entropy_grad(g, x, out, index, scale):
+    if not isinstance(g, np.ndarray):  # create_graph: the same formula in differentiable ops
+        return (d.softmax(x, 1) - d.onehot(index, x.shape[1], x.dtype)) * (g * scale)
+    p = d.softmax(x, 1)
+    p[np.arange(len(index)), index] -= 1
+    p *= g * scale
+    return p
+
+
+CROSS_ENTROPY = Op(
+    "cross_entropy",
+    _cross_entropy,
+    params=("index", "scale"),
+    derivatives={
+        "x": vjp("(softmax(x, 1) - onehot(index, x.shape[1])) * g * scale", _cross_entropy_grad),
+    },
+    doc="mean (or sum) over rows of -log softmax(x)[index], fused: one pass each way",
+)
+
+
+def cross_entropy_indices(logits, index, scale):
+    """Softmax cross-entropy of (N, C) logits with N class indices, times `scale` (1/N for the
+    mean): the training hot path, one node instead of log-softmax, gather and sum."""
+    return call(CROSS_ENTROPY, (logits,), index=index, scale=scale)
