@@ -622,3 +622,14 @@ def test_comparisons_give_bool_tensors_without_gradient(op, other):
     assert_close(ours, theirs, f"x {op} {other}")
     assert not ours.requires_grad and ours.grad_fn is None, f"x {op} {other} is in the graph"
     assert_close(COMPARISONS[op](c_other, cx), COMPARISONS[op](t_other, tx), f"{other} {op} x")
+
+
+def test_engine_casts_a_create_graph_seed_to_the_output_dtype():
+    """Engine (chainrule/engine/autograd.py, _seed): with create_graph=True a grad_output Tensor of
+    another dtype is used as is, so the backward of a float32 output runs in float64. PyTorch
+    (and chainrule without create_graph) cast the seed to the output's dtype first."""
+    cx, tx = pair(np.array([1.1, 2.2]))
+    seed = np.array([0.1, 0.2])
+    (ours,) = cr.grad(cx.float() * 3, [cx], cr.tensor(seed), create_graph=True)
+    (theirs,) = torch.autograd.grad(tx.float() * 3, [tx], torch.tensor(seed), create_graph=True)
+    assert_close(ours, theirs, "gradient through a float32 output, seed given in float64")
