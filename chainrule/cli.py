@@ -197,6 +197,39 @@ def _read_header(path, blob):
     return header
 
 
+def _check_spec(path, spec, layers, task, features, classes, scaling):
+    """Refuse metadata that does not describe a network we can rebuild and use, before use."""
+    problems = []
+    if task not in ("regression", "classification"):
+        problems.append(f"unknown task {task!r}")
+    if spec["activation"] not in ACTIVATIONS:
+        problems.append(f"unknown activation {spec['activation']!r}")
+    if spec["loss"] not in LOSSES:
+        problems.append(f"unknown loss {spec['loss']!r}")
+    if spec["dtype"] not in ("float32", "float64"):
+        problems.append(f"unknown dtype {spec['dtype']!r}")
+    if len(layers) < 2 or min(layers) < 1:
+        problems.append(f"layer sizes {layers} do not describe a network")
+    elif layers[0] != len(features):
+        problems.append(f"{layers[0]} inputs but {len(features)} feature names")
+    elif task == "classification" and (not isinstance(classes, list) or len(classes) < 2):
+        problems.append("a classifier without at least two class labels")
+    elif task == "classification" and layers[-1] != len(classes):
+        problems.append(f"{layers[-1]} outputs for {len(classes)} classes")
+    elif task == "regression" and layers[-1] != 1:
+        problems.append(f"a regression with {layers[-1]} outputs")
+    needed = {"x_mean": (len(features),), "x_scale": (len(features),)}
+    if task == "regression":
+        needed.update(y_mean=(1,), y_scale=(1,))
+    for key, shape in needed.items():
+        if key not in scaling:
+            problems.append(f"no scaling.{key} tensor")
+        elif scaling[key].shape != shape:
+            problems.append(f"scaling.{key} has shape {scaling[key].shape}, expected {shape}")
+    if problems:
+        raise _model_error(path, "its metadata is inconsistent: " + "; ".join(problems))
+
+
 def load_model(path):
     """Read and check a model file written by `chainrule fit`; every fault is a CLIError."""
     import safetensors.numpy
@@ -235,20 +268,14 @@ def load_model(path):
         raise _model_error(path, f"its tensors cannot be read ({e})") from None
     try:
         spec = json.loads(metadata["model"])
-        layers = [int(n) for n in spec["layers"]]
-        scaling = {k[len("scaling.") :]: v for k, v in tensors.items() if k.startswith("scaling.")}
-        needed = ["x_mean", "x_scale"] + (
-            [] if spec["task"] == "classification" else ["y_mean", "y_scale"]
-        )
-        for key in needed:
-            if scaling.get(key) is None:
-                raise KeyError(f"scaling.{key}")
-        for key in ("activation", "features", "target", "dtype"):
-            spec[key]  # noqa: B018 - a missing key is reported below
+        layers = spec["layers"] = [int(n) for n in spec["layers"]]
+        task, features, classes = spec["task"], list(spec["features"]), spec.get("classes")
+        for key in ("activation", "loss", "target", "dtype"):
+            spec[key]  # noqa: B018 - only checks that the key is there
     except (KeyError, ValueError, TypeError) as e:
-        raise _model_error(path, f"its model metadata is incomplete ({e})") from None
-    if spec["activation"] not in ACTIVATIONS:
-        raise _model_error(path, f"unknown activation {spec['activation']!r}")
+        raise _model_error(path, f"its model metadata is incomplete or malformed ({e})") from None
+    scaling = {k[len("scaling.") :]: v for k, v in tensors.items() if k.startswith("scaling.")}
+    _check_spec(path, spec, layers, task, features, classes, scaling)
     network = build_network(layers, spec["activation"])
     state = {k[len("net.") :]: v for k, v in tensors.items() if k.startswith("net.")}
     expected = network.state_dict()
@@ -323,7 +350,7 @@ def _row_number(text):
     return value - 1
 
 
-def _resolve_task(args, table):
+def _resolve_task(args):
     """Regression or classification: --task, else what --loss implies, else the target's type."""
     from_loss = {"ssr": "regression", "mse": "regression", "cross-entropy": "classification"}
     task = args.task or (from_loss[args.loss] if args.loss else None)
@@ -339,7 +366,7 @@ def _load_training_table(args):
         table = dosage(dtype=np.float64)
         table.description = "the lesson's dosage data"
         return table, "regression"
-    task = _resolve_task(args, None)
+    task = _resolve_task(args)
     features = None
     if args.features is not None:
         features = [f.strip() for f in args.features.split(",") if f.strip()]
@@ -370,7 +397,7 @@ def _standardize(columns):
     return mean, scale
 
 
-def _metrics(model, x, y, table):
+def _metrics(model, x, y):
     if model.classification:
         predicted, _ = model.predict(x)
         return {"accuracy": float((predicted == y).mean())}
@@ -479,7 +506,7 @@ def cmd_fit(args, echo):
         )
 
     shown_rows = val_rows if len(val_rows) else train_rows
-    metrics = _metrics(model, x[shown_rows], y[shown_rows], table)
+    metrics = _metrics(model, x[shown_rows], y[shown_rows])
     model.save(args.out)
     plot = _plot_path(args.out)
     _save_loss_plot(
@@ -905,6 +932,11 @@ def main(argv=None, echo=print):
     except (CLIError, DataError) as e:
         print(f"chainrule {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader of our output went away (`chainrule predict ... | head`): stop quietly, as
+        # Unix tools do, and keep Python from complaining when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as e:
         # Disk full, permission denied: the file operation failed, and said on which file.
         where = f" ({e.filename})" if e.filename else ""

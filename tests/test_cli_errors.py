@@ -175,6 +175,13 @@ def test_corrupt_and_foreign_model_files_are_refused(tmp_path, model):
         tmp_path / "mismatch.safetensors",
         metadata={**metadata, "model": json.dumps(spec)},
     )
+    spec["layers"][1] += 1
+    spec["features"] = ["a"]
+    save_file(
+        load_file(model),
+        tmp_path / "inconsistent.safetensors",
+        metadata={**metadata, "model": json.dumps(spec)},
+    )
     cases = {
         "truncated.safetensors": "truncated",
         "noise.safetensors": "not a safetensors file",
@@ -184,6 +191,7 @@ def test_corrupt_and_foreign_model_files_are_refused(tmp_path, model):
         "data.csv": "not a safetensors file",
         "absent.safetensors": "no such model file",
         "mismatch.safetensors": "needs",
+        "inconsistent.safetensors": "2 inputs but 1 feature names",
     }
     before = files(tmp_path)
     for name, fragment in cases.items():
