@@ -15,7 +15,9 @@ Finally, SymPy parses the elementwise `local` formulas and compares them with sy
 forward, written in SymPy, where the forward has a SymPy form.
 """
 
+import importlib
 import itertools
+import pkgutil
 import re
 
 import numpy as np
@@ -24,19 +26,17 @@ import sympy
 import torch
 
 import chainrule.engine.broadcast as engine_broadcast
+import chainrule.ops as ops_package
 from chainrule.engine.op import LOCAL, VJP, Op
-from chainrule.ops import conv, dual, elementwise, indexing, linalg, nn, reduction, shape
+from chainrule.ops import dual, linalg, shape
 
-MODULES = {  # the engine's module first: shape.py re-exports its BROADCAST_TO
-    "engine.broadcast": engine_broadcast,
-    "elementwise": elementwise,
-    "reduction": reduction,
-    "shape": shape,
-    "linalg": linalg,
-    "indexing": indexing,
-    "nn": nn,
-    "conv": conv,
-}
+# Every module of chainrule.ops (a new one is searched too), after the engine's own broadcast ops
+# (shape.py re-exports BROADCAST_TO; the key names where an op is declared).
+MODULES = {"engine.broadcast": engine_broadcast}
+MODULES.update(
+    (info.name, importlib.import_module(f"chainrule.ops.{info.name}"))
+    for info in pkgutil.iter_modules(ops_package.__path__)
+)
 
 
 # ---- helpers the formulas name, written independently of the rule code ----
@@ -550,6 +550,10 @@ SPECS = {
     "indexing.INDEX_PUT": _index_put_rows(),
     "nn.LINEAR": _linear_rows(),
     "nn.SOFTMAX": [Row({"x": _real((3, 4), 65)}, {"dim": d}) for d in (0, 1)],
+    "nn.CROSS_ENTROPY": [
+        Row({"x": _real((4, 5), 67)}, {"index": np.array([0, 3, 3, 1]), "scale": 0.25}),
+        Row({"x": _real((2, 3), 68) * 30}, {"index": np.array([2, 2]), "scale": 1.0}),
+    ],
     "nn.LOG_SOFTMAX": [Row({"x": _real((3, 4), 66)}, {"dim": d}) for d in (0, 1)],
     "cat": _cat_rows(2) + _cat_rows(3),
     "einsum": _einsum_rows(1) + _einsum_rows(2) + _einsum_rows(3),

@@ -365,6 +365,11 @@ CASES += [
         ((4, 5),),
     ),
     Case(
+        "F.cross_entropy.ignore_index_in_range",
+        lambda m, x: Fn(m).cross_entropy(x, m.tensor([2, 1, 1, 0]), ignore_index=1),
+        ((4, 5),),
+    ),
+    Case(
         "F.cross_entropy.spatial",
         lambda m, x: Fn(m).cross_entropy(x, m.tensor([[0, 2, 1], [1, 1, 0]])),
         ((2, 3, 3),),

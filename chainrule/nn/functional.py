@@ -136,6 +136,7 @@ def cross_entropy(
         and reduction in ("mean", "sum")
         and target_data.shape == logits.shape[:1]
         and ((target_data >= 0) & (target_data < logits.shape[1])).all()
+        and not (target_data == ignore_index).any()
     ):
         scale = 1.0 / target_data.shape[0] if reduction == "mean" else 1.0
         return cross_entropy_indices(logits, target_data, scale)
