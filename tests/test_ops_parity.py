@@ -521,3 +521,22 @@ def test_every_api_operation_has_a_parity_row():
     ).split()
     missing = [name for name in have_methods if name not in method_forms]
     assert not missing, f"method forms without a parity row: {missing}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=_IDS)
+def test_float32_gradients_stay_float32_to_second_order(case):
+    """Under create_graph the backward is made of recorded ops whose dtypes nothing casts back:
+    a NumPy float64 scalar inside a rule would turn float32 gradients into float64."""
+    arrays = case.inputs(np.float32)
+    grads = case.grads or (True,) * len(arrays)
+    xs = [cr.tensor(a, requires_grad=g) for a, g in zip(arrays, grads, strict=True)]
+    outs = _outputs(case.fn(cr, *xs))
+    wrt = [xs[i] for i, g in enumerate(grads) if g]
+    seeds = [cr.ones_like(o) for o in outs]
+    first = cr.grad(outs, wrt, seeds, create_graph=True, allow_unused=True)
+    for k, g in enumerate(first):
+        assert g is None or g.dtype == cr.float32, f"{case.name}: gradient {k} is {g.dtype}"
+    total = sum((g * g).sum() for g in first if _depends(g))
+    if isinstance(total, cr.Tensor):
+        for k, g in enumerate(cr.grad(total, wrt, allow_unused=True)):
+            assert g is None or g.dtype == cr.float32, f"{case.name}: 2nd-order {k} is {g.dtype}"
