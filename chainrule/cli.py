@@ -738,6 +738,14 @@ def cmd_demo(args, echo):
 # ---- the parser ---------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line (it prints the whole usage first, which for `fit`
+    is ten lines) that point to --help."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the examples' line breaks; descriptions are wrapped by `_text`. Defaults are stated
     in each option's help, where they can say how the lesson's run differs."""
@@ -748,7 +756,7 @@ def _text(paragraph):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="chainrule",
         formatter_class=_Formatter,
         description=_text(
@@ -772,9 +780,11 @@ def build_parser():
         description=_text(
             "Fit a neural network to the columns of a CSV file (header line first). "
             "Regression or classification follows from the target column: text labels, "
-            "or a few whole numbers, are classes. Features are standardized with the "
-            "training split's mean and standard deviation, stored in the model. Without "
-            "DATA it fits the lesson's dosage data (hidden 2, softplus, SSR)."
+            "or a few whole numbers, are classes. Features (and a regression target) are "
+            "standardized with the training split's mean and standard deviation, which the "
+            "model file keeps; predictions come back in the target's units. The held-out "
+            "rows give the metrics printed at the end. Without DATA it fits the lesson's "
+            "dosage data (hidden 2, softplus, SSR)."
         ),
     )
     fit.add_argument(
