@@ -134,7 +134,7 @@ def product_of_others(x, dim):
     return out
 
 
-def make_einsum(subscripts, output, i):
+def make_einsum(subscripts, output, i, sizes):
     """The formula's einsum('output,others->subscripts[i]', g, *others): contract g with the other
     operands to operand i's letters; letters only operand i has are a sum over ones (broadcast),
     and a letter operand i repeats puts the result on that diagonal (zeros elsewhere)."""
@@ -146,10 +146,10 @@ def make_einsum(subscripts, output, i):
         unique = "".join(dict.fromkeys(own))
         present = set(output).union(*others)
         extra = [c for c in unique if c not in present]
-        ones = [np.ones(SIZES[c]) for c in extra]
+        ones = [np.ones(sizes[c]) for c in extra]
         spec = ",".join([output, *others, *extra]) + "->" + unique
         compact = np.einsum(spec, *operands, *ones)
-        full = np.zeros(tuple(SIZES[c] for c in own))
+        full = np.zeros(tuple(sizes[c] for c in own))
         for pos in np.ndindex(full.shape):
             letters = {}
             if all(letters.setdefault(c, p) == p for c, p in zip(own, pos, strict=True)):
@@ -157,9 +157,6 @@ def make_einsum(subscripts, output, i):
         return full
 
     return einsum
-
-
-SIZES = {}  # letter -> size, filled per einsum row
 
 
 # conv helpers from PyTorch: an oracle independent of chainrule's im2col code
@@ -312,11 +309,7 @@ def _getitem_rows():
         x[..., 0] > 0,
         (Ellipsis, 1),
     ]
-    rows = []
-    for k, index in enumerate(indexes):
-        index = index if isinstance(index, tuple) or not isinstance(index, np.ndarray) else index
-        rows.append(Row({"x": x}, {"index": index}, label=f"index {k}"))
-    return rows
+    return [Row({"x": x}, {"index": index}, label=f"index {k}") for k, index in enumerate(indexes)]
 
 
 def _index_add_rows():
@@ -389,14 +382,7 @@ def _einsum_rows(n):
         subscripts = tuple(lhs.split(","))
         xs = {f"x{i}": _real(s, 30 + i) for i, s in enumerate(shapes)}
 
-        def extra(op, subscripts=subscripts, output=output, shapes=shapes):
-            # The helper reads the letter sizes; the row tells which operand is differentiated.
-            SIZES.clear()
-            for term, s in zip(subscripts, shapes, strict=True):
-                SIZES.update(zip(term, s, strict=True))
-            return {}
-
-        rows.append(Row(xs, {"subscripts": subscripts, "output": output}, extra, label=equation))
+        rows.append(Row(xs, {"subscripts": subscripts, "output": output}, label=equation))
     return rows
 
 
@@ -653,7 +639,13 @@ def test_formula_equals_rule_at_random_points(op, row, i):
     space = namespace()
     space.update(row.extra(op))
     if op.name == "einsum":
-        space["einsum"] = make_einsum(row.params["subscripts"], row.params["output"], i)
+        subscripts = row.params["subscripts"]
+        sizes = {
+            c: n
+            for term, x in zip(subscripts, inputs, strict=True)
+            for c, n in zip(term, x.shape, strict=True)
+        }
+        space["einsum"] = make_einsum(subscripts, row.params["output"], i, sizes)
         others = [x for j, x in enumerate(inputs) if j != i]
         space["others"] = others
     space.update(row.params)
