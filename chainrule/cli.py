@@ -548,7 +548,7 @@ def _train(model, x, y, train_rows, val_rows, args, lesson):
 
     network = model.network
     loss_fn = _loss_module(model.spec["loss"])
-    lr = args.lr or (0.1 if lesson else 0.01)
+    lr = args.lr or (0.1 if lesson else 0.003)
     optimizer = (optim.Adam if args.optimizer == "adam" else optim.SGD)(network.parameters(), lr=lr)
     loader = data.DataLoader(
         data.TensorDataset(*tensors(train_rows)),
@@ -818,7 +818,7 @@ def build_parser():
         "--lr",
         type=_positive(float),
         metavar="RATE",
-        help="learning rate (default: 0.01; lesson: 0.1)",
+        help="learning rate (default: 0.003; lesson: 0.1)",
     )
     fit.add_argument(
         "--epochs",
