@@ -388,3 +388,17 @@ def test_demo_runs_the_lesson_into_the_given_folder(tmp_path, monkeypatch):
     printed = []
     assert cli.main(["demo", "--out", str(tmp_path / "pictures")], echo=printed.append) == 0
     assert calls == [str(tmp_path / "pictures")] and printed == ["ran"]
+
+
+def test_interrupted_fit_writes_nothing(tmp_path, regression_csv, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("chainrule.train.fit", interrupted)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = cli.main(
+        ["fit", str(regression_csv), "--target", "y", "--out", str(tmp_path / "m.safetensors")]
+    )
+    assert code == 130
+    assert "interrupted; nothing was written" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
