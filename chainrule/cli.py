@@ -416,7 +416,7 @@ def _plot_path(model_path):
     return stem + ".loss.png"
 
 
-def _save_loss_plot(history, path, title):
+def _save_loss_plot(history, path, title, ylabel):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -428,7 +428,7 @@ def _save_loss_plot(history, path, title):
         if values is not None and len(values):
             ax.plot(np.arange(1, len(values) + 1), values, label=label)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     if min((min(v) for v in history.values() if len(v)), default=1.0) > 0:
         ax.set_yscale("log")
@@ -509,11 +509,10 @@ def cmd_fit(args, echo):
     metrics = _metrics(model, x[shown_rows], y[shown_rows])
     model.save(args.out)
     plot = _plot_path(args.out)
-    _save_loss_plot(
-        history,
-        plot,
-        f"{spec['loss']} loss, {table.target_name} from {', '.join(table.feature_names)}"[:80],
-    )
+    names = table.feature_names
+    inputs = ", ".join(names) if len(names) <= 3 else f"{len(names)} features"
+    scale = " (standardized target)" if task == "regression" else ""
+    _save_loss_plot(history, plot, f"{table.target_name} from {inputs}", f"{loss_name} loss{scale}")
     where = (
         f"{len(val_rows)} held-out rows"
         if len(val_rows)
