@@ -152,9 +152,9 @@ def _read_rows(path):
                 # Blank lines carry no data; csv gives them as [].
                 if fields and any(cell.strip() for cell in fields):
                     rows.append((reader.line_num, fields))
-    except UnicodeDecodeError as e:
+    except UnicodeDecodeError:
         raise DataError(
-            f"{name} is not a UTF-8 text file (byte {e.start} cannot be decoded); "
+            f"{name} is not a UTF-8 text file (a spreadsheet or a binary file?); "
             "save it as CSV in UTF-8"
         ) from None
     except csv.Error as e:
