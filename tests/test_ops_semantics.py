@@ -114,6 +114,18 @@ PROMOTIONS = [
         lambda m: m.where(m.ones(3) > 0, m.ones(3, dtype=m.float64), 0.0),
     ),
     ("cat float32 float64", lambda m: m.cat([m.ones(2), m.ones(2, dtype=m.float64)])),
+    ("cat int64 float32", lambda m: m.cat([m.arange(3), m.ones(3)])),
+    ("where int64 or python float", lambda m: m.where(m.arange(3) > 0, m.arange(3), 0.5)),
+    ("where float32 or python int", lambda m: m.where(m.arange(3) > 0, m.ones(3), 2)),
+    ("where python numbers", lambda m: m.where(m.arange(3) > 0, 1, 2.5)),
+    ("where python ints", lambda m: m.where(m.arange(3) > 0, 1, 2)),
+    ("where bool or python int", lambda m: m.where(m.arange(3) > 0, m.arange(3) > 1, 2)),
+    (
+        "where float32 or 0-d float64",
+        lambda m: m.where(m.arange(3) > 0, m.ones(3), m.tensor(2.0, dtype=m.float64)),
+    ),
+    ("clamp int64 to floats", lambda m: m.clamp(m.arange(3), 0.5, 1.5)),
+    ("clamp int64 to ints", lambda m: m.clamp(m.arange(3), 0, 1)),
     ("float32 maximum float64", lambda m: m.maximum(m.ones(2), m.zeros(2, dtype=m.float64))),
 ]
 

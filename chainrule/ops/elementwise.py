@@ -8,7 +8,7 @@ from ..engine import dtypes
 from ..engine.op import Op, local, vjp
 from ..engine.tensor import Tensor
 from . import dual as d
-from .build import as_tensor, binary, call, float_unary, promote_pair, scalar_operand, unary
+from .build import as_tensor, binary, call, cast, float_unary, promote_pair, scalar_operand, unary
 
 # ---- arithmetic ---------------------------------------------------------------------------------
 
@@ -199,6 +199,9 @@ CLAMP = Op("clamp", np.clip, params=("min", "max"), derivatives={
 def clamp(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
     if min is None and max is None:
         raise ValueError("clamp: give at least one of min and max")
+    x = as_tensor(x)
+    if x.dtype.kind != "f" and (isinstance(min, float) or isinstance(max, float)):
+        x = cast(x, dtypes.get_default_dtype())  # an integer tensor clamped to floats is a float
     if isinstance(min, Tensor) or isinstance(max, Tensor):
         # Tensor bounds as PyTorch treats them: x keeps its gradient where min <= x <= max, a
         # bound takes it where it wins (ties go to x, not half and half as maximum would split).
@@ -233,17 +236,34 @@ def where(condition, input, other):  # noqa: A002 - PyTorch's argument names
     condition = as_tensor(condition)
     if condition.dtype != dtypes.bool_:
         condition = Tensor._wrap(condition.data.astype(bool))
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        input = as_tensor(input)
     if isinstance(input, Tensor) and isinstance(other, Tensor):
         if input.dtype != other.dtype:
             input, other = promote_pair(input, other)
     elif isinstance(input, Tensor):
-        other = scalar_operand(other, input)
-    elif isinstance(other, Tensor):
-        input = scalar_operand(input, other)
+        input, other = _with_number(input, other)
     else:
-        input = as_tensor(input)
-        other = scalar_operand(other, input)
+        other, input = _with_number(other, input)
     return call(WHERE, (condition, input, other))
+
+
+def _with_number(tensor, value):
+    """(tensor, value) in PyTorch's result dtype for a tensor and a Python number: a float makes
+    an integer tensor's result the default float dtype, otherwise the tensor's dtype wins."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if not isinstance(value, bool | int | float):  # an array or list: a tensor operand
+        value = as_tensor(value)
+        return promote_pair(tensor, value) if value.dtype != tensor.dtype else (tensor, value)
+    target = tensor.dtype
+    if isinstance(value, float) and target.kind != "f":
+        target = dtypes.get_default_dtype()
+    elif not isinstance(value, bool) and target.kind == "b":
+        target = dtypes.int64
+    if target != tensor.dtype:
+        tensor = cast(tensor, target)
+    return tensor, Tensor._wrap(np.asarray(value, dtype=target))
 
 
 # ---- comparisons (no gradient, bool result) -----------------------------------------------------

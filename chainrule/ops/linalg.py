@@ -182,10 +182,8 @@ def einsum(equation, *operands):
         operands = operands[0]
     operands = [as_tensor(x) for x in operands]
     subscripts, output = _parse_einsum(equation, operands)
-    dtype = operands[0].dtype
-    for x in operands[1:]:
-        dtype = np.promote_types(dtype, x.dtype)
-    from .shape import to
+    from .shape import result_dtype, to
 
+    dtype = result_dtype(operands)
     operands = [to(x, dtype) for x in operands]
     return call(_einsum_op(len(operands)), operands, subscripts=tuple(subscripts), output=output)

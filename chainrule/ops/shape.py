@@ -176,6 +176,17 @@ def _narrow_any(g, dim, start, stop):
     return g[index]
 
 
+def result_dtype(tensors):
+    """PyTorch's result dtype for several tensors: floats outrank integers (an int64 and a float32
+    give float32), and within a kind the widest wins."""
+    floats = [x.dtype for x in tensors if x.dtype.kind == "f"]
+    kinds = floats or [x.dtype for x in tensors]
+    dtype = kinds[0]
+    for other in kinds[1:]:
+        dtype = np.promote_types(dtype, other)
+    return dtype
+
+
 def cat(tensors, dim=0):
     tensors = [as_tensor(x) for x in tensors]
     if not tensors:
@@ -188,10 +199,7 @@ def cat(tensors, dim=0):
                 f"cat: tensor {i} has shape {tuple(x.shape)}, which does not match tensor 0's "
                 f"shape {tuple(first.shape)} outside dim {dim}"
             )
-    dtype = first.dtype
-    for x in tensors[1:]:
-        if x.dtype != dtype:
-            dtype = np.promote_types(dtype, x.dtype)
+    dtype = result_dtype(tensors)
     tensors = [to(x, dtype) for x in tensors]
     offsets = tuple(int(o) for o in np.cumsum([0] + [x.shape[dim] for x in tensors]))
     return call(_cat_op(len(tensors)), tensors, dim=dim, offsets=offsets)
