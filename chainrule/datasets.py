@@ -146,7 +146,8 @@ def _read_rows(path):
         raise DataError(f"{name} is a folder, not a CSV file")
     try:
         with open(name, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
+            reader = csv.reader(f, delimiter=_delimiter(f.readline()))
+            f.seek(0)
             rows = []
             for fields in reader:
                 # Blank lines carry no data; csv gives them as [].
@@ -164,6 +165,14 @@ def _read_rows(path):
     if not rows:
         raise DataError(f"{name} is empty: a CSV file needs a header line and data rows")
     return name, rows
+
+
+def _delimiter(first_line):
+    """Commas, unless the header line has none and has semicolons or tabs (as spreadsheets write
+    where the comma is the decimal mark)."""
+    if "," in first_line:
+        return ","
+    return max(";\t", key=first_line.count) if any(c in first_line for c in ";\t") else ","
 
 
 def _header(name, fields):
@@ -251,7 +260,8 @@ def infer_task(labels):
 def load_csv(
     path, target, features=None, drop_missing=False, dtype=None, task=None, return_X_y=False
 ):
-    """Read a CSV file with a header line into a `Table`.
+    """Read a CSV file with a header line into a `Table`. Fields are separated by commas, or by
+    semicolons or tabs when the header line has those and no comma.
 
     `target` names the column to predict (None: read only the features, for prediction);
     `features` the input columns (default: all others).

@@ -180,3 +180,13 @@ def test_a_text_feature_column_is_named_rather_than_dropped(tmp_path):
     ):
         load_csv(path, "y", drop_missing=True)
     assert load_csv(path, "y", features=["x"]).data.shape == (3, 1)
+
+
+def test_semicolon_and_tab_separated_files_are_recognised(tmp_path):
+    semi = write(tmp_path, "a;b;y\n1,5;2;3\n4;5;6\n", name="semi.csv")
+    # With semicolons the comma is text, so '1,5' is not a number: the cell is reported.
+    with pytest.raises(DataError, match=r"'1,5' is not a number"):
+        load_csv(semi, "y")
+    tab = write(tmp_path, "a\tb\ty\n1\t2\t3\n", name="tab.csv")
+    assert load_csv(tab, "y").data.tolist() == [[1.0, 2.0]]
+    assert load_csv(write(tmp_path, "a;b;y\n4;5;6\n"), "y").target.tolist() == [6.0]
