@@ -363,9 +363,7 @@ def _resolve_task(args):
 
 def _load_training_table(args):
     if args.data is None:
-        table = dosage(dtype=np.float64)
-        table.description = "the lesson's dosage data"
-        return table, "regression"
+        return dosage(dtype=np.float64), "regression"
     task = _resolve_task(args)
     features = None
     if args.features is not None:
