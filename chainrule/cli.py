@@ -42,8 +42,15 @@ class CLIError(Exception):
 # ---- writing files atomically -------------------------------------------------------------------
 
 
-def check_output_path(path, what):
-    """Refuse an output path whose folder does not exist (before any work is done)."""
+def check_output_path(path, what, inputs=()):
+    """Refuse an output path whose folder does not exist, or that is one of the command's input
+    files (before any work is done)."""
+    for given in inputs:
+        if given is not None and os.path.exists(path) and os.path.samefile(path, given):
+            raise CLIError(
+                f"cannot write the {what} to {path}: that is an input file, which "
+                "this would overwrite"
+            )
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise CLIError(f"cannot write the {what} to {path}: the folder {folder} does not exist")
@@ -445,8 +452,8 @@ def cmd_fit(args, echo):
         raise CLIError("fitting a CSV file needs --target COLUMN (the column to predict)")
     if args.data is None and (args.target or args.features):
         raise CLIError("--target and --features need a DATA.csv file")
-    check_output_path(args.out, "model")
-    check_output_path(_plot_path(args.out), "loss plot")
+    check_output_path(args.out, "model", [args.data])
+    check_output_path(_plot_path(args.out), "loss plot", [args.data])
 
     table, task = _load_training_table(args)
     lesson = args.data is None
@@ -603,7 +610,7 @@ def _read_features(model, path, drop_missing):
 def cmd_predict(args, echo):
     model = load_model(args.model)
     if args.out:
-        check_output_path(args.out, "predictions")
+        check_output_path(args.out, "predictions", [args.model, args.data])
     table = _read_features(model, args.data, args.drop_missing)
     x = table.data.numpy()
     target = model.spec["target"]
@@ -646,7 +653,7 @@ def cmd_explain(args, echo):
     import chainrule as cr
 
     model = load_model(args.model)
-    check_output_path(args.out, "report")
+    check_output_path(args.out, "report", [args.model, args.data])
     spec = model.spec
     if args.data is not None:
         table = load_csv(

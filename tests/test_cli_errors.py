@@ -312,3 +312,27 @@ def test_a_text_feature_column_is_named(tmp_path):
         "'cat' on line 2",
         "--features",
     )
+
+
+def test_outputs_never_overwrite_an_input(tmp_path, model):
+    before = files(tmp_path)
+    data = (tmp_path / "data.csv").read_text()
+    assert_clean_failure(
+        run("fit", "data.csv", "--target", "y", "--out", "data.csv", cwd=tmp_path),
+        "is an input file",
+        folder=tmp_path,
+        before=before,
+    )
+    assert_clean_failure(
+        run("predict", model.name, "data.csv", "--out", "./data.csv", cwd=tmp_path),
+        "is an input file",
+        folder=tmp_path,
+        before=before,
+    )
+    assert_clean_failure(
+        run("explain", model.name, "data.csv", "--out", model.name, cwd=tmp_path),
+        "is an input file",
+        folder=tmp_path,
+        before=before,
+    )
+    assert (tmp_path / "data.csv").read_text() == data
