@@ -645,3 +645,10 @@ def test_engine_casts_a_create_graph_seed_to_the_output_dtype():
     (ours,) = cr.grad(cx.float() * 3, [cx], cr.tensor(seed), create_graph=True)
     (theirs,) = torch.autograd.grad(tx.float() * 3, [tx], torch.tensor(seed), create_graph=True)
     assert_close(ours, theirs, "gradient through a float32 output, seed given in float64")
+
+
+def test_expand_refuses_minus_one_for_a_new_leading_dim_as_pytorch_does():
+    with pytest.raises(RuntimeError):
+        torch.ones(3, 1).expand(-1, 2, 4)
+    with pytest.raises(ValueError, match=r"expand: -1 .* new leading dims"):
+        cr.ones(3, 1).expand(-1, 2, 4)

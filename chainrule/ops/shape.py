@@ -118,6 +118,11 @@ def expand(x, *sizes):
     lead = len(sizes) - x.ndim
     if lead < 0:
         raise ValueError(f"expand: cannot expand shape {tuple(x.shape)} to fewer dims {sizes}")
+    if -1 in sizes[:lead]:
+        raise ValueError(
+            f"expand: -1 (keep the size) names no existing dim among the {lead} new leading dims "
+            f"of {sizes} for a tensor of shape {tuple(x.shape)}"
+        )
     shape = tuple(x.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
     return broadcast_to(x, shape)
 
