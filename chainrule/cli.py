@@ -452,6 +452,8 @@ def cmd_fit(args, echo):
         raise CLIError("fitting a CSV file needs --target COLUMN (the column to predict)")
     if args.data is None and (args.target or args.features):
         raise CLIError("--target and --features need a DATA.csv file")
+    if args.data is None and args.task == "classification":
+        raise CLIError("the lesson's dosage data is a regression; give a DATA.csv file to classify")
     check_output_path(args.out, "model", [args.data])
     check_output_path(_plot_path(args.out), "loss plot", [args.data])
 

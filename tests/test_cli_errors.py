@@ -94,6 +94,12 @@ def test_data_without_target_is_refused(tmp_path):
     assert_clean_failure(run("fit", "data.csv", cwd=tmp_path), "needs --target")
 
 
+def test_lesson_fit_refuses_options_that_need_a_table(tmp_path):
+    assert_clean_failure(run("fit", "--target", "y", cwd=tmp_path), "need a DATA.csv")
+    assert_clean_failure(run("fit", "--task", "classification", cwd=tmp_path), "is a regression")
+    assert files(tmp_path) == []
+
+
 def test_loss_that_does_not_fit_the_task(tmp_path):
     (tmp_path / "data.csv").write_text(GOOD)
     assert_clean_failure(
