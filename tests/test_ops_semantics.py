@@ -652,3 +652,21 @@ def test_expand_refuses_minus_one_for_a_new_leading_dim_as_pytorch_does():
         torch.ones(3, 1).expand(-1, 2, 4)
     with pytest.raises(ValueError, match=r"expand: -1 .* new leading dims"):
         cr.ones(3, 1).expand(-1, 2, 4)
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "var", "std", "norm"])
+def test_reducing_over_an_empty_dim_list_reduces_everything_as_in_pytorch(name):
+    cx, tx = pair(np.arange(6.0).reshape(2, 3))
+    ours = getattr(cx, name)(dim=())
+    assert_close(ours, getattr(tx, name)(dim=()), f"{name}(dim=())")
+    # The gradient against PyTorch's full reduction: PyTorch's own var/std backward with dim=()
+    # counts no elements and gives inf, disagreeing with its forward.
+    (g,), (e,) = cr.grad(ours, [cx]), torch.autograd.grad(getattr(tx, name)(), [tx])
+    assert_close(g, e, f"gradient of {name}(dim=())")
+
+
+def test_a_dim_named_twice_is_an_error_as_in_pytorch():
+    with pytest.raises(RuntimeError, match="multiple times"):
+        torch.ones(2, 3).sum((0, -2))
+    with pytest.raises(ValueError, match=r"dims \(0, -2\) name the same dim twice"):
+        cr.ones(2, 3).sum((0, -2))

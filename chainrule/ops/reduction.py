@@ -19,10 +19,15 @@ def _dims(x, dim):
     # `max`, `min` and `sum` below are the ops of this module: the builtins are named explicitly.
     ndim = builtins.max(x.ndim, 1)
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    if not dims:  # an empty list of dims means all of them, as in PyTorch
+        return None
     for dim_ in dims:
         if not -ndim <= dim_ < ndim:
             raise IndexError(f"dim {dim_} is out of range for a tensor of shape {tuple(x.shape)}")
-    return tuple(sorted({dim_ % ndim for dim_ in dims})) if x.ndim else None
+    normalized = tuple(sorted({dim_ % ndim for dim_ in dims}))
+    if len(normalized) != len(dims):
+        raise ValueError(f"dims {dims} name the same dim twice (tensor of shape {tuple(x.shape)})")
+    return normalized if x.ndim else None
 
 
 def _count(x, dims):
