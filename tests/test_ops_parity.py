@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close
+from conftest import as_array, assert_close
 
 import chainrule as cr
 
@@ -555,3 +555,42 @@ def test_float32_gradients_stay_float32_to_second_order(case):
     if isinstance(total, cr.Tensor):
         for k, g in enumerate(cr.grad(total, wrt, allow_unused=True)):
             assert g is None or g.dtype == cr.float32, f"{case.name}: 2nd-order {k} is {g.dtype}"
+
+
+def _third_order(lib, case, arrays, grads, rng_seed):
+    """d/dx of <d/dx <d/dx <f, u>, v>, w>: exercises the derivatives of the backward's own ops."""
+    rng = np.random.default_rng(rng_seed)
+    make = cr.tensor if lib is cr else torch.tensor
+    xs = [make(a, requires_grad=g) for a, g in zip(arrays, grads, strict=True)]
+    wrt = [x for x, g in zip(xs, grads, strict=True) if g]
+    grad = cr.grad if lib is cr else torch.autograd.grad
+    outs = _outputs(case.fn(lib, *xs))
+    seeds = [make(rng.standard_normal(tuple(o.shape))) for o in outs]
+    current = grad(outs, wrt, seeds, create_graph=True, allow_unused=True)
+    for _ in range(2):
+        terms = [
+            (g * make(rng.standard_normal(tuple(g.shape)))).sum() for g in current if _depends(g)
+        ]
+        if not terms:
+            return [None] * len(wrt)
+        current = grad(sum(terms), wrt, create_graph=True, allow_unused=True)
+    return current
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.second_order], ids=lambda c: c.name)
+def test_op_matches_pytorch_to_third_order_in_float64(case):
+    arrays = case.inputs(np.float64)
+    grads = case.grads or (True,) * len(arrays)
+    ours = _third_order(cr, case, arrays, grads, 3)
+    theirs = _third_order(torch, case, arrays, grads, 3)
+    for k, (a, e) in enumerate(zip(ours, theirs, strict=True)):
+        expected = np.zeros(1) if e is None else as_array(e)
+        actual = np.zeros(1) if a is None else as_array(a)
+        if e is None or a is None:  # one library knows the derivative is zero
+            assert not np.any(expected) and not np.any(actual), f"{case.name} third order {k}"
+            continue
+        # Third derivatives are sums of products of the lower ones: roundoff of those (order 1)
+        # stays in results that are often near 0 (std over 2 elements is piecewise linear), so
+        # the absolute tolerance is 1e-8 rather than 1e-12 times the result.
+        scale = float(np.max(np.abs(expected), initial=1.0))
+        assert_close(a, e, f"{case.name} third-order gradient {k}", rtol=1e-8, atol=1e-8 * scale)
