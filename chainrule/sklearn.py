@@ -189,7 +189,6 @@ class _BaseMLP(BaseEstimator):
 
     def _initialize(self, n_features, n_outputs, dtype):
         """Build the network with scikit-learn's Glorot-uniform draws from random_state."""
-        self._random_state = check_random_state(self.random_state)
         sizes = [n_features, *self._hidden_sizes(), n_outputs]
         activation = ACTIVATIONS[self.activation]
         layers = []
@@ -206,6 +205,14 @@ class _BaseMLP(BaseEstimator):
             if activation is not None and i < len(sizes) - 2:
                 layers.append(activation())
         self.model_ = nn.Sequential(*layers)
+        self.n_layers_ = len(sizes)
+        self.n_outputs_ = n_outputs
+        self.t_ = 0
+        self.loss_curve_ = []
+        self.best_loss_ = np.inf
+        self._no_improvement_count = 0
+
+    def _new_optimizer(self):
         params = list(self.model_.parameters())
         if self.solver == "adam":
             self.optimizer_ = optim.Adam(
@@ -221,14 +228,7 @@ class _BaseMLP(BaseEstimator):
                 momentum=self.momentum,
                 nesterov=self.nesterovs_momentum and self.momentum > 0,
             )
-        self.n_layers_ = len(sizes)
-        self.n_outputs_ = n_outputs
-        self.n_iter_ = 0
-        self.t_ = 0
         self._steps = 0
-        self.loss_curve_ = []
-        self.best_loss_ = np.inf
-        self._no_improvement_count = 0
 
     def _run(self, X, targets, incremental):
         """Epochs of minibatch updates; one epoch when `incremental` (partial_fit)."""
@@ -243,6 +243,7 @@ class _BaseMLP(BaseEstimator):
         weights = [layer.weight for layer in self._linears()]
         model, optimizer, loss_fn, alpha = self.model_, self.optimizer_, self._loss_of, self.alpha
         order = np.arange(n)
+        self.n_iter_ = 0  # per call, as scikit-learn counts (partial_fit leaves it at 1)
         adam = self.solver == "adam"
         model.train()
         for _ in range(1 if incremental else self.max_iter):
@@ -318,12 +319,23 @@ class _BaseMLP(BaseEstimator):
             y_numeric=not self._classifier,
         )
         targets, n_outputs = self._encode_targets(y, first, classes)
+        # As in scikit-learn, every call draws from a fresh generator seeded by random_state; a
+        # full fit (warm or not) starts a new optimizer, partial_fit keeps the one it has.
+        self._random_state = check_random_state(self.random_state)
         if first:
             self._initialize(X.shape[1], n_outputs, X.dtype)
+        if not incremental or not hasattr(self, "optimizer_"):
+            self._new_optimizer()
         dtype = self._dtype()
         if targets.dtype.kind == "f":
             targets = targets.astype(dtype)
-        return self._run(np.ascontiguousarray(X, dtype=dtype), targets, incremental)
+        self._run(np.ascontiguousarray(X, dtype=dtype), targets, incremental)
+        if not all(np.isfinite(p.data).all() for p in self.model_.parameters()):
+            raise ValueError(
+                "training produced non-finite weights: the input data may contain large values "
+                "and need scaling (StandardScaler), or learning_rate_init is too large"
+            )
+        return self
 
     def _dtype(self):
         return self.model_[0].weight.dtype

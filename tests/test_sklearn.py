@@ -90,15 +90,32 @@ def test_stopping_rule_is_scikit_learns():
     assert ours.best_loss_ == pytest.approx(theirs.best_loss_, rel=1e-9)
 
 
-def test_partial_fit_continues_like_scikit_learns():
+def test_warm_start_and_partial_fit_continue_like_scikit_learns():
+    """A warm-started fit starts a new optimizer and partial_fit keeps it; each call reseeds the
+    shuffling: scikit-learn's rules, so minibatch trajectories stay identical."""
     x, y = scaled(load_iris)
-    ours = MLPClassifier(hidden_layer_sizes=(6,), random_state=1)
-    theirs = sklearn.neural_network.MLPClassifier(hidden_layer_sizes=(6,), random_state=1)
-    for _ in range(3):
-        ours.partial_fit(x, y, classes=[0, 1, 2])
-        theirs.partial_fit(x, y, classes=[0, 1, 2])
+    runs = []
+    for cls in (MLPClassifier, sklearn.neural_network.MLPClassifier):
+        model = cls(
+            hidden_layer_sizes=(6,), random_state=1, batch_size=32, max_iter=4, warm_start=True
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(x, y).fit(x, y)
+        for _ in range(3):
+            model.partial_fit(x, y, classes=[0, 1, 2])
+        runs.append(model)
+    ours, theirs = runs
+    assert len(ours.loss_curve_) == 11 and ours.n_iter_ == theirs.n_iter_ == 1
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
-    assert ours.n_iter_ == 3
+    np.testing.assert_allclose(ours.coefs_[0], theirs.coefs_[0], rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_non_finite_weights_are_an_error():
+    x = np.array([[1e300, 1.0], [-1e300, 2.0], [3.0, 1e300]])
+    with pytest.raises(ValueError, match="non-finite weights"), np.errstate(all="ignore"):
+        MLPRegressor(hidden_layer_sizes=(3,), max_iter=3).fit(x, [1.0, 2.0, 3.0])
 
 
 def test_partial_fit_needs_classes_first():
