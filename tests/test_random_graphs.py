@@ -74,6 +74,19 @@ UNARY = {
     "index_repeat": lambda m, x: _full(m, x)[[0, 2, 2]],
     "slice_cat": lambda m, x: m.cat([_full(m, x)[1:], _full(m, x)[:1] * 2.0], 0),
     "unsqueeze_sum": lambda m, x: x.unsqueeze(0).sum(0),
+    "prod_keepdim": _keepdim_reduction("prod"),
+    "std_keepdim": _keepdim_reduction("std"),
+    "clamp": lambda m, x: x.clamp(-0.5, 0.8),
+    "relu": lambda m, x: m.relu(x - 0.1),
+    "masked_sum": lambda m, x: x[x > 0.2].sum() + x * 0.5,
+    "split_cat": lambda m, x: m.cat(_full(m, x).split([1, 3], 1)[::-1], 1),
+    "cross_entropy": lambda m, x: m.nn.functional.cross_entropy(
+        _full(m, x), m.tensor([0, 3, 1]), label_smoothing=0.1
+    ),
+    "bce_logits": lambda m, x: m.nn.functional.binary_cross_entropy_with_logits(
+        x, m.sigmoid(x * 0.3)
+    ),
+    "norm3_keepdim": lambda m, x: m.norm(_full(m, x), p=3, dim=1, keepdim=True),
 }
 BINARY = {
     "add": lambda m, a, b: a + b,
