@@ -207,6 +207,9 @@ class _BaseMLP(BaseEstimator):
         self.model_ = nn.Sequential(*layers)
         self.n_layers_ = len(sizes)
         self.n_outputs_ = n_outputs
+        self.out_activation_ = (
+            "identity" if not self._classifier else "logistic" if n_outputs == 1 else "softmax"
+        )
         self.t_ = 0
         self.loss_curve_ = []
         self.best_loss_ = np.inf

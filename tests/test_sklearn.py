@@ -62,6 +62,8 @@ def test_same_seed_gives_scikit_learns_trajectory(kind, loader, params):
         kind, x, y, hidden_layer_sizes=(8, 5), random_state=3, max_iter=15, batch_size=32, **params
     )
     assert ours.n_iter_ == theirs.n_iter_ == 15
+    assert ours.out_activation_ == theirs.out_activation_
+    assert ours.n_layers_ == theirs.n_layers_ and ours.n_outputs_ == theirs.n_outputs_
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
     for a, b in zip(
         ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True
