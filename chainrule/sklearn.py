@@ -10,8 +10,11 @@ improve by `tol` for `n_iter_no_change` epochs. So with the same seed both libra
 same trajectory (to rounding; a test checks it). The network is a `cr.nn.Sequential` (the fitted
 `model_`), its gradients come from chainrule's backward pass and its updates from `cr.optim`.
 What is left out: the 'lbfgs' solver, SGD's 'invscaling'/'adaptive' schedules (the rate is
-constant), early_stopping, sample weights and multilabel targets. Activations are scikit-learn's
-('identity', 'logistic', 'tanh', 'relu') plus 'softplus', the lesson's.
+constant), early_stopping, sample weights and multilabel targets. One deliberate difference:
+with several regression outputs the reported loss is the squared error summed over outputs (the
+loss whose gradient both libraries use), where scikit-learn reports its mean over outputs.
+Activations are scikit-learn's ('identity', 'logistic', 'tanh', 'relu') plus 'softplus', the
+lesson's.
 """
 
 import warnings
