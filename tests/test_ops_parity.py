@@ -270,9 +270,7 @@ CASES += [
     Case("narrow.method", lambda m, x: x.narrow(1, 1, 2), ((3, 5),)),
     Case("clone", lambda m, x: m.clone(x) * 2, ((3, 5),)),
     Case("to.float32_and_back", lambda m, x: x.to(m.float32).double() * x, ((3, 5),)),
-    # First order only until the engine casts a create_graph seed to the output's dtype
-    # (test_ops_semantics.py::test_engine_casts_a_create_graph_seed_to_the_output_dtype).
-    Case("float.method", lambda m, x: x.float() * 3, ((3, 5),), second_order=False),
+    Case("float.method", lambda m, x: x.float() * 3, ((3, 5),)),
     # linear algebra
     Case("matmul.2d", lambda m, a, b: m.matmul(a, b), ((3, 4), (4, 5))),
     Case("matmul.1d_1d", lambda m, a, b: m.matmul(a, b), ((4,), (4,))),

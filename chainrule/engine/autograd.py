@@ -183,7 +183,9 @@ def _seed(tensor, gradient, create_graph):
                 f"{tuple(tensor.shape)}; they must match"
             )
         if create_graph and isinstance(gradient, Tensor):
-            return gradient
+            # Keep the seed in the graph (a gradient of gradients may flow into it), in the
+            # output's dtype, as the first-order path casts it.
+            return gradient if gradient.dtype == tensor.dtype else gradient.to(tensor.dtype)
         seed = seed.astype(tensor.dtype, copy=True)
     return Tensor._wrap(seed) if create_graph else seed
 
