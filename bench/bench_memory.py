@@ -27,8 +27,13 @@ print(rss('VmHWM') - base)
 def peak(lib, lib_fn):
     code = CHILD.format(here=str(HERE), lib=lib, lib_fn=lib_fn)
     env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**__import__("os").environ, **env})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**__import__("os").environ, **env},
+    )
     return int(out.stdout.strip().splitlines()[-1])
 
 
@@ -37,5 +42,7 @@ if __name__ == "__main__":
     theirs = peak("torch", "torch_step_fn")
     ratio = ours / theirs
     verdict = "ok" if ratio <= 1.0 else "MISSED"
-    print(f"MLP step peak memory above import: chainrule {ours / 2**20:.1f} MiB, PyTorch "
-          f"{theirs / 2**20:.1f} MiB, ratio {ratio:.3f} (target <= 1.0) {verdict}")
+    print(
+        f"MLP step peak memory above import: chainrule {ours / 2**20:.1f} MiB, PyTorch "
+        f"{theirs / 2**20:.1f} MiB, ratio {ratio:.3f} (target <= 1.0) {verdict}"
+    )

@@ -20,8 +20,12 @@ def weights(seed=0):
     layers = []
     for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:]):
         bound = 1 / np.sqrt(fan_in)
-        layers.append((rng.uniform(-bound, bound, (fan_out, fan_in)).astype(np.float32),
-                       rng.uniform(-bound, bound, fan_out).astype(np.float32)))
+        layers.append(
+            (
+                rng.uniform(-bound, bound, (fan_out, fan_in)).astype(np.float32),
+                rng.uniform(-bound, bound, fan_out).astype(np.float32),
+            )
+        )
     x = rng.standard_normal((BATCH, SIZES[0])).astype(np.float32)
     y = rng.integers(0, SIZES[-1], BATCH)
     return layers, x, y
@@ -29,7 +33,9 @@ def weights(seed=0):
 
 def chainrule_step_fn():
     layers, x, y = weights()
-    params = [(cr.tensor(w, requires_grad=True), cr.tensor(b, requires_grad=True)) for w, b in layers]
+    params = [
+        (cr.tensor(w, requires_grad=True), cr.tensor(b, requires_grad=True)) for w, b in layers
+    ]
     x, y = cr.tensor(x), cr.tensor(y)
 
     def step():
@@ -52,7 +58,10 @@ def chainrule_step_fn():
 
 def torch_step_fn():
     layers, x, y = weights()
-    params = [(torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)) for w, b in layers]
+    params = [
+        (torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True))
+        for w, b in layers
+    ]
     x, y = torch.tensor(x), torch.tensor(y)
 
     def step():
@@ -80,5 +89,11 @@ if __name__ == "__main__":
         np.testing.assert_allclose(ours().item(), theirs().item(), rtol=1e-4)
     for n in threads:
         with pin_threads(n):
-            compare(f"MLP 784-1024-1024-10 step, batch 256, float32, {n} thread(s)", ours, theirs,
-                    1.05, repeats=15, warmup=3)
+            compare(
+                f"MLP 784-1024-1024-10 step, batch 256, float32, {n} thread(s)",
+                ours,
+                theirs,
+                1.05,
+                repeats=15,
+                warmup=3,
+            )

@@ -42,6 +42,8 @@ def compare(title, chainrule_fn, torch_fn, target, repeats=30, warmup=5, inner=1
     scale = 1e3 if unit == "ms" else 1e6
     ratio = a / b
     verdict = "ok" if ratio <= target else "MISSED"
-    print(f"{title}: chainrule {a * scale:.3f} {unit}, PyTorch {b * scale:.3f} {unit}, "
-          f"ratio {ratio:.3f} (target <= {target}) {verdict}")
+    print(
+        f"{title}: chainrule {a * scale:.3f} {unit}, PyTorch {b * scale:.3f} {unit}, "
+        f"ratio {ratio:.3f} (target <= {target}) {verdict}"
+    )
     return ratio

@@ -3,7 +3,13 @@
 `import chainrule as cr`. Tensors and ops follow PyTorch's names and semantics; see API.md.
 """
 
-from . import autograd, engine, func, ops
+from . import (
+    autograd,
+    engine,
+    func,
+    nn,  # noqa: E402 - nn builds on ops
+    ops,
+)
 from .engine import dtypes as _dtypes
 from .engine.autograd import (
     AnomalyError,
@@ -14,16 +20,27 @@ from .engine.autograd import (
     no_grad,
     set_grad_enabled,
 )
-from .engine.dtypes import bool_, float32, float64, get_default_dtype, int32, int64, set_default_dtype
+from .engine.dtypes import (
+    bool_,
+    float32,
+    float64,
+    get_default_dtype,
+    int32,
+    int64,
+    set_default_dtype,
+)
 from .engine.tensor import Tensor
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .ops import *  # noqa: F403 - the op functions are the package's namespace, as in torch
 from .ops import abs, max, min, pow, sum  # noqa: A004 - PyTorch's names, explicitly re-exported
-from . import nn  # noqa: E402 - nn builds on ops
 
 __version__ = "0.1.0"
-from . import datasets  # noqa: E402 - data sets as tensors, on top of ops
-from . import data, optim, train  # noqa: E402 - the training toolkit, on top of nn
+from . import (  # noqa: E402 - the training toolkit, on top of nn
+    data,
+    datasets,  # noqa: E402 - data sets as tensors, on top of ops
+    optim,
+    train,
+)
 from .io import load, save  # noqa: E402 - safetensors checkpoints
 
 

@@ -5,6 +5,14 @@ from .engine.function import Function, FunctionCtx
 from .gradcheck import gradcheck, gradgradcheck
 
 __all__ = [
-    "Function", "FunctionCtx", "backward", "detect_anomaly", "enable_grad", "grad", "gradcheck",
-    "gradgradcheck", "no_grad", "set_grad_enabled",
+    "Function",
+    "FunctionCtx",
+    "backward",
+    "detect_anomaly",
+    "enable_grad",
+    "grad",
+    "gradcheck",
+    "gradgradcheck",
+    "no_grad",
+    "set_grad_enabled",
 ]

@@ -16,7 +16,22 @@ from .state import state
 from .tensor import Tensor
 
 __all__ = [
-    "AnomalyError", "Derivative", "Node", "Op", "Tensor", "apply", "backward", "detect_anomaly",
-    "dtypes", "enable_grad", "grad", "is_grad_enabled", "local", "no_grad", "record",
-    "set_grad_enabled", "state", "vjp",
+    "AnomalyError",
+    "Derivative",
+    "Node",
+    "Op",
+    "Tensor",
+    "apply",
+    "backward",
+    "detect_anomaly",
+    "dtypes",
+    "enable_grad",
+    "grad",
+    "is_grad_enabled",
+    "local",
+    "no_grad",
+    "record",
+    "set_grad_enabled",
+    "state",
+    "vjp",
 ]

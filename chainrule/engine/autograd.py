@@ -7,13 +7,17 @@ and applies each node's rules once to the sum of everything that flowed into it.
 
 import functools
 import heapq
+import sys
 
 import numpy as np
 
+from . import tensor as _tensor_module
 from .broadcast import sum_to, sum_to_array
-from .op import IDENTITY, LOCAL, NEGATE, VJP, Node
+from .op import IDENTITY, LOCAL, VJP, Node
 from .state import state
 from .tensor import Tensor
+
+_tensor_module._autograd = sys.modules[__name__]
 
 
 class _GradMode:
@@ -128,8 +132,15 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
             x.grad = g if x.grad is None else x.grad + g
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
-         allow_unused=False, materialize_grads=False):
+def grad(
+    outputs,
+    inputs,
+    grad_outputs=None,
+    retain_graph=None,
+    create_graph=False,
+    allow_unused=False,
+    materialize_grads=False,
+):
     """Gradients of `outputs` with respect to `inputs`, as a tuple; `.grad` is left alone."""
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     single_input = isinstance(inputs, Tensor)
@@ -203,49 +214,50 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
     roots = {t.grad_fn for t in outputs if t.grad_fn is not None}
     heap = [(-node.seq, node) for node in roots]
     heapq.heapify(heap)
-    wanted = None
+    pruning = targets is not None
     captured = {}
-    if targets is not None:
+    if pruning:
         target_keys = {t.grad_fn or t: t for t in targets}
         wanted = _nodes_leading_to(roots, target_keys)
 
     previous_mode = state.enabled
     state.enabled = create_graph
     anomaly = state.anomaly
+    last_inplace = state.last_inplace
     pop, push = heapq.heappop, heapq.heappush
+    local_, vjp_, identity_ = LOCAL, VJP, IDENTITY
     try:
         while heap:
             node = pop(heap)[1]
             g = grads.pop(node)
-            if node.pre_hooks:
-                g = _run_hooks(node.pre_hooks, g, create_graph)
-            if node.retained is not None and accumulate:
-                _retain(node, g, create_graph)
-            if targets is not None:
+            if node.pre_hooks is not None or node.retained is not None:
+                g = _node_hooks(node, g, create_graph, accumulate)
+            if pruning:
                 if node in target_keys:
                     captured[target_keys[node]] = g
                 if node not in wanted:
                     continue
-            op = node.op
-            if node.saved is None:
+            saved = node.saved
+            if saved is None:
                 raise RuntimeError(
-                    f"backward through the graph a second time: the values saved by {op.name} (and "
-                    "the rest of this graph) were freed by the first backward; pass "
-                    "retain_graph=True to the first backward() if you need to call it again"
+                    f"backward through the graph a second time: the values saved by "
+                    f"{node.op.name} (and the rest of this graph) were freed by the first "
+                    "backward; pass retain_graph=True to the first backward() if you need to "
+                    "call it again"
                 )
-            if state.last_inplace > node.seq:
+            if last_inplace > node.seq:
                 _check_versions(node)
             if create_graph:
                 if not isinstance(g, Tensor):
                     g = Tensor._wrap(g)
-                args = node.saved
+                args = saved
                 out = None if node.out is None else Tensor._wrap(node.out, node)
             else:
                 args = node.arrays
                 out = node.out
+            op = node.op
             params = node.params
             derivatives = op.derivatives
-            saved = node.saved
             elementwise = op.elementwise
             i = -1
             for parent in node.next:
@@ -254,21 +266,24 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
                     continue
                 d = derivatives[i]
                 kind = d.kind
-                if kind is LOCAL:
+                if kind is local_:
                     gi = g * (d.fn(*args, out, **params) if params else d.fn(*args, out))
-                elif kind is VJP:
+                elif kind is identity_:
+                    gi = g
+                elif kind is vjp_:
                     gi = d.fn(g, *args, out, **params) if params else d.fn(g, *args, out)
                     if gi is None:  # a custom Function's backward returned None: no gradient
                         continue
-                elif kind is IDENTITY:
-                    gi = g
                 else:
                     gi = -g
                 if elementwise:
                     placeholder = saved[i]
                     if placeholder is not None and gi.shape != placeholder.shape:
-                        gi = (sum_to(gi, placeholder.shape) if create_graph
-                              else sum_to_array(gi, placeholder.shape))
+                        gi = (
+                            sum_to(gi, placeholder.shape)
+                            if create_graph
+                            else sum_to_array(gi, placeholder.shape)
+                        )
                 if anomaly:
                     _check_finite(node, i, gi)
                 previous = grads.get(parent)
@@ -347,13 +362,24 @@ def _seq(node):
     return node.seq
 
 
+def _node_hooks(node, g, create_graph, accumulate):
+    """A non-leaf's gradient is complete: run its tensor's hooks, and keep it if retain_grad()."""
+    if node.pre_hooks:
+        g = _run_hooks(node.pre_hooks, g, create_graph)
+    if node.retained is not None and accumulate:
+        _retain(node, g, create_graph)
+    return g
+
+
 def _run_hooks(hooks, g, create_graph):
     wrapped = g if isinstance(g, Tensor) else Tensor._wrap(g)
     for hook in hooks:
         result = hook(wrapped)
         if result is not None:
             if not isinstance(result, Tensor):
-                raise TypeError(f"a gradient hook must return a Tensor or None, not {type(result).__name__}")
+                raise TypeError(
+                    f"a gradient hook must return a Tensor or None, not {type(result).__name__}"
+                )
             if result.shape != wrapped.shape:
                 raise RuntimeError(
                     f"a gradient hook returned shape {tuple(result.shape)} for a gradient of shape "

@@ -44,7 +44,9 @@ def broadcast_to(x, shape):
 SUM_TO = Op(
     "sum_to",
     sum_to_array,
-    derivatives={"x": vjp("broadcast_to(g, x.shape)", lambda g, x, out, shape: broadcast_to(g, x.shape))},
+    derivatives={
+        "x": vjp("broadcast_to(g, x.shape)", lambda g, x, out, shape: broadcast_to(g, x.shape))
+    },
     params=("shape",),
     doc="sum over broadcast axes",
 )

@@ -58,11 +58,31 @@ class Op:
     test evaluates each formula against its array code, so the two cannot drift apart.
     """
 
-    __slots__ = ("name", "forward", "inputs", "derivatives", "elementwise", "params", "doc",
-                 "differentiable", "uses", "keep", "plans")
+    __slots__ = (
+        "name",
+        "forward",
+        "inputs",
+        "derivatives",
+        "elementwise",
+        "params",
+        "doc",
+        "differentiable",
+        "uses",
+        "keep",
+        "plans",
+    )
 
-    def __init__(self, name, forward, inputs=("x",), derivatives=None, elementwise=False,
-                 params=(), doc="", keep=()):
+    def __init__(
+        self,
+        name,
+        forward,
+        inputs=("x",),
+        derivatives=None,
+        elementwise=False,
+        params=(),
+        doc="",
+        keep=(),
+    ):
         derivatives = derivatives or {}
         unknown = set(derivatives) - set(inputs)
         if unknown:
@@ -76,8 +96,10 @@ class Op:
         self.params = tuple(params)
         self.doc = doc
         self.keep = frozenset(keep)
-        self.uses = tuple(_names_used(d.formula) if d is not None else (frozenset(), frozenset())
-                          for d in self.derivatives)
+        self.uses = tuple(
+            _names_used(d.formula) if d is not None else (frozenset(), frozenset())
+            for d in self.derivatives
+        )
         self.plans = {}
 
     def plan(self, needs):
@@ -177,14 +199,25 @@ def _slot(x, need, keep, keep_shape, elementwise, out_shape):
 
 def record(op, inputs, out_array, params):
     """Build the node for `op(*inputs) -> out_array` and return the output tensor."""
-    needs = tuple(isinstance(x, Tensor) and x.requires_grad and d is not None
-                  for x, d in zip(inputs, op.derivatives))
+    needs = tuple(
+        isinstance(x, Tensor) and x.requires_grad and d is not None
+        for x, d in zip(inputs, op.derivatives)
+    )
     keep, keep_shape, keep_out = op.plan(needs)
     out_shape = out_array.shape
-    slots = [_slot(x, n, k, s, op.elementwise, out_shape)
-             for x, n, k, s in zip(inputs, needs, keep, keep_shape)]
-    return _new_node(op, tuple(s[0] for s in slots), tuple(s[1] for s in slots),
-                     tuple(s[2] for s in slots), out_array, keep_out, params)
+    slots = [
+        _slot(x, n, k, s, op.elementwise, out_shape)
+        for x, n, k, s in zip(inputs, needs, keep, keep_shape)
+    ]
+    return _new_node(
+        op,
+        tuple(s[0] for s in slots),
+        tuple(s[1] for s in slots),
+        tuple(s[2] for s in slots),
+        out_array,
+        keep_out,
+        params,
+    )
 
 
 def record_binary(op, a, b, out_array, need_a, need_b):

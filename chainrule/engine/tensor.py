@@ -175,9 +175,8 @@ class Tensor:
 
     # ---- autograd entry points (the walk itself lives in engine.autograd) -------------------
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        from .autograd import backward
-
-        backward(self, gradient, retain_graph, create_graph, inputs)
+        """Accumulate d self / d leaf into every leaf's `.grad` (see engine.autograd)."""
+        _autograd.backward(self, gradient, retain_graph, create_graph, inputs)
 
     def register_hook(self, hook):
         """`hook(grad)` runs when this tensor's gradient is computed; it may return a
@@ -210,6 +209,11 @@ class Tensor:
         state.last_inplace = state.counter
         if self.grad_fn is not None:
             self.grad_fn.out_modified = True
+
+
+# The backward walk imports Tensor, so Tensor reaches it through this module reference, bound
+# when engine.autograd loads.
+_autograd = None
 
 
 class _HookHandle:

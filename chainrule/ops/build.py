@@ -24,8 +24,11 @@ def scalar_operand(value, other):
     """Python numbers stay Python numbers so that NumPy keeps the tensor's dtype (a float32 tensor
     times 2.5 stays float32), except where PyTorch's rules give another dtype."""
     if type(value) is float:
-        return value if other.data.dtype.kind == "f" else Tensor._wrap(
-            np.array(value, dtype=dtypes.get_default_dtype()))
+        return (
+            value
+            if other.data.dtype.kind == "f"
+            else Tensor._wrap(np.array(value, dtype=dtypes.get_default_dtype()))
+        )
     if type(value) is int or type(value) is bool:
         return value
     if isinstance(value, np.generic):

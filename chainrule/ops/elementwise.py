@@ -8,21 +8,42 @@ from ..engine import dtypes
 from ..engine.op import Op, local, vjp
 from ..engine.tensor import Tensor
 from . import dual as d
-from .build import as_tensor, binary, call, cast, float_unary, promote_pair, scalar_operand, unary
+from .build import as_tensor, binary, call, cast, float_unary, promote_pair, unary
 
 # ---- arithmetic ---------------------------------------------------------------------------------
 
-ADD = Op("add", np.add, ("a", "b"), {"a": local("1", None), "b": local("1", None)}, elementwise=True)
-SUB = Op("sub", np.subtract, ("a", "b"), {"a": local("1", None), "b": local("-1", None)},
-         elementwise=True)
-MUL = Op("mul", np.multiply, ("a", "b"), {
-    "a": local("b", lambda a, b, out: b),
-    "b": local("a", lambda a, b, out: a),
-}, elementwise=True)
-DIV = Op("div", np.true_divide, ("a", "b"), {
-    "a": local("1 / b", lambda a, b, out: 1 / b),
-    "b": local("-a / b**2", lambda a, b, out: -a / (b * b)),
-}, elementwise=True)
+ADD = Op(
+    "add", np.add, ("a", "b"), {"a": local("1", None), "b": local("1", None)}, elementwise=True
+)
+SUB = Op(
+    "sub",
+    np.subtract,
+    ("a", "b"),
+    {"a": local("1", None), "b": local("-1", None)},
+    elementwise=True,
+)
+MUL = Op(
+    "mul",
+    np.multiply,
+    ("a", "b"),
+    {
+        "a": local("b", lambda a, b, out: b),
+        "b": local("a", lambda a, b, out: a),
+    },
+    elementwise=True,
+)
+DIV = Op(
+    "div",
+    np.true_divide,
+    ("a", "b"),
+    {
+        "a": local("1 / b", lambda a, b, out: 1 / b),
+        "b": local("-a / b**2", lambda a, b, out: -a / (b * b)),
+    },
+    elementwise=True,
+)
+
+
 def _pow_local_a(a, b, out):
     if isinstance(b, int | float) or (type(b) is np.ndarray and b.ndim == 0):
         # A number as the exponent (x**2, x**2.5): no masking needed unless it is 0.
@@ -41,21 +62,39 @@ def _pow_local_b(a, b, out):
     return d.where(masked, 0.0, out * d.log(d.where(masked, 1.0, a)))
 
 
-POW = Op("pow", np.power, ("a", "b"), {
-    # PyTorch's conventions at the edges: an exponent of 0 has slope 0 in a (even at a = 0), and
-    # the limit of out * log(a) as a -> 0 is 0 for b >= 0.
-    "a": local("where(b == 0, 0, b * a**(b - 1))", _pow_local_a),
-    "b": local("where((a == 0) & (b >= 0), 0, out * log(a))", _pow_local_b),
-}, elementwise=True)
+POW = Op(
+    "pow",
+    np.power,
+    ("a", "b"),
+    {
+        # PyTorch's conventions at the edges: an exponent of 0 has slope 0 in a (even at a = 0), and
+        # the limit of out * log(a) as a -> 0 is 0 for b >= 0.
+        "a": local("where(b == 0, 0, b * a**(b - 1))", _pow_local_a),
+        "b": local("where((a == 0) & (b >= 0), 0, out * log(a))", _pow_local_b),
+    },
+    elementwise=True,
+)
 NEG = Op("neg", np.negative, ("x",), {"x": local("-1", None)}, elementwise=True)
-MAXIMUM = Op("maximum", np.maximum, ("a", "b"), {
-    "a": local("(a > b) + 0.5 * (a == b)", lambda a, b, out: (a > b) + 0.5 * (a == b)),
-    "b": local("(b > a) + 0.5 * (a == b)", lambda a, b, out: (b > a) + 0.5 * (a == b)),
-}, elementwise=True)
-MINIMUM = Op("minimum", np.minimum, ("a", "b"), {
-    "a": local("(a < b) + 0.5 * (a == b)", lambda a, b, out: (a < b) + 0.5 * (a == b)),
-    "b": local("(b < a) + 0.5 * (a == b)", lambda a, b, out: (b < a) + 0.5 * (a == b)),
-}, elementwise=True)
+MAXIMUM = Op(
+    "maximum",
+    np.maximum,
+    ("a", "b"),
+    {
+        "a": local("(a > b) + 0.5 * (a == b)", lambda a, b, out: (a > b) + 0.5 * (a == b)),
+        "b": local("(b > a) + 0.5 * (a == b)", lambda a, b, out: (b > a) + 0.5 * (a == b)),
+    },
+    elementwise=True,
+)
+MINIMUM = Op(
+    "minimum",
+    np.minimum,
+    ("a", "b"),
+    {
+        "a": local("(a < b) + 0.5 * (a == b)", lambda a, b, out: (a < b) + 0.5 * (a == b)),
+        "b": local("(b < a) + 0.5 * (a == b)", lambda a, b, out: (b < a) + 0.5 * (a == b)),
+    },
+    elementwise=True,
+)
 
 add = binary(ADD)
 sub = binary(SUB)
@@ -88,29 +127,60 @@ multiply = mul
 
 EXP = Op("exp", np.exp, derivatives={"x": local("out", lambda x, out: out)}, elementwise=True)
 LOG = Op("log", np.log, derivatives={"x": local("1 / x", lambda x, out: 1 / x)}, elementwise=True)
-LOG1P = Op("log1p", np.log1p, derivatives={"x": local("1 / (1 + x)", lambda x, out: 1 / (1 + x))},
-           elementwise=True)
-SQRT = Op("sqrt", np.sqrt, derivatives={"x": local("0.5 / out", lambda x, out: 0.5 / out)},
-          elementwise=True)
-ABS = Op("abs", np.abs, derivatives={"x": local("sign(x)", lambda x, out: d.sign(x))},
-         elementwise=True)
-SIN = Op("sin", np.sin, derivatives={"x": local("cos(x)", lambda x, out: d.cos(x))},
-         elementwise=True)
-COS = Op("cos", np.cos, derivatives={"x": local("-sin(x)", lambda x, out: -d.sin(x))},
-         elementwise=True)
-TANH = Op("tanh", np.tanh, derivatives={"x": local("1 - out**2", lambda x, out: 1 - out * out)},
-          elementwise=True)
-SIGMOID = Op("sigmoid", special.expit,
-             derivatives={"x": local("out * (1 - out)", lambda x, out: out * (1 - out))},
-             elementwise=True)
-RELU = Op("relu", lambda x: np.maximum(x, 0, dtype=x.dtype),
-          derivatives={"x": local("out > 0", lambda x, out: out > 0)}, elementwise=True)
+LOG1P = Op(
+    "log1p",
+    np.log1p,
+    derivatives={"x": local("1 / (1 + x)", lambda x, out: 1 / (1 + x))},
+    elementwise=True,
+)
+SQRT = Op(
+    "sqrt",
+    np.sqrt,
+    derivatives={"x": local("0.5 / out", lambda x, out: 0.5 / out)},
+    elementwise=True,
+)
+ABS = Op(
+    "abs", np.abs, derivatives={"x": local("sign(x)", lambda x, out: d.sign(x))}, elementwise=True
+)
+SIN = Op(
+    "sin", np.sin, derivatives={"x": local("cos(x)", lambda x, out: d.cos(x))}, elementwise=True
+)
+COS = Op(
+    "cos", np.cos, derivatives={"x": local("-sin(x)", lambda x, out: -d.sin(x))}, elementwise=True
+)
+TANH = Op(
+    "tanh",
+    np.tanh,
+    derivatives={"x": local("1 - out**2", lambda x, out: 1 - out * out)},
+    elementwise=True,
+)
+SIGMOID = Op(
+    "sigmoid",
+    special.expit,
+    derivatives={"x": local("out * (1 - out)", lambda x, out: out * (1 - out))},
+    elementwise=True,
+)
+RELU = Op(
+    "relu",
+    lambda x: np.maximum(x, 0, dtype=x.dtype),
+    derivatives={"x": local("out > 0", lambda x, out: out > 0)},
+    elementwise=True,
+)
 _TWO_OVER_SQRT_PI = float(2 / np.sqrt(np.pi))  # a Python float keeps float32 float32
-ERF = Op("erf", special.erf, derivatives={
-    "x": local("2 / sqrt(pi) * exp(-x**2)", lambda x, out: _TWO_OVER_SQRT_PI * d.exp(-x * x)),
-}, elementwise=True)
-SIGN = Op("sign", np.sign, derivatives={"x": vjp("zeros_like(g)", lambda g, x, out: d.zeros_like(g))},
-          elementwise=True)
+ERF = Op(
+    "erf",
+    special.erf,
+    derivatives={
+        "x": local("2 / sqrt(pi) * exp(-x**2)", lambda x, out: _TWO_OVER_SQRT_PI * d.exp(-x * x)),
+    },
+    elementwise=True,
+)
+SIGN = Op(
+    "sign",
+    np.sign,
+    derivatives={"x": vjp("zeros_like(g)", lambda g, x, out: d.zeros_like(g))},
+    elementwise=True,
+)
 
 exp = float_unary(EXP)
 log = float_unary(LOG)
@@ -145,9 +215,15 @@ def _softplus_local(x, out, beta, threshold):
     return slope
 
 
-SOFTPLUS = Op("softplus", _softplus, params=("beta", "threshold"), derivatives={
-    "x": local("where(beta * x > threshold, 1, sigmoid(beta * x))", _softplus_local),
-}, elementwise=True)
+SOFTPLUS = Op(
+    "softplus",
+    _softplus,
+    params=("beta", "threshold"),
+    derivatives={
+        "x": local("where(beta * x > threshold, 1, sigmoid(beta * x))", _softplus_local),
+    },
+    elementwise=True,
+)
 
 
 def softplus(x, beta=1.0, threshold=20.0):
@@ -174,15 +250,30 @@ def _gelu_tanh_local(x, out):
 
 
 # Two declarations, one per approximation, so that each formula is the derivative its rule computes.
-GELU = Op("gelu", _gelu, derivatives={
-    "x": local("normal_cdf(x) + x * normal_pdf(x)",
-               lambda x, out: d.normal_cdf(x) + x * d.normal_pdf(x)),
-}, elementwise=True)
-GELU_TANH = Op("gelu", _gelu_tanh, derivatives={
-    "x": local("0.5 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3))) + 0.5 * x"
-               " * (1 - tanh(sqrt(2 / pi) * (x + 0.044715 * x**3))**2) * sqrt(2 / pi)"
-               " * (1 + 3 * 0.044715 * x**2)", _gelu_tanh_local),
-}, elementwise=True)
+GELU = Op(
+    "gelu",
+    _gelu,
+    derivatives={
+        "x": local(
+            "normal_cdf(x) + x * normal_pdf(x)",
+            lambda x, out: d.normal_cdf(x) + x * d.normal_pdf(x),
+        ),
+    },
+    elementwise=True,
+)
+GELU_TANH = Op(
+    "gelu",
+    _gelu_tanh,
+    derivatives={
+        "x": local(
+            "0.5 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3))) + 0.5 * x"
+            " * (1 - tanh(sqrt(2 / pi) * (x + 0.044715 * x**3))**2) * sqrt(2 / pi)"
+            " * (1 + 3 * 0.044715 * x**2)",
+            _gelu_tanh_local,
+        ),
+    },
+    elementwise=True,
+)
 
 
 def gelu(x, approximate="none"):
@@ -191,9 +282,15 @@ def gelu(x, approximate="none"):
     return call(GELU_TANH if approximate == "tanh" else GELU, (x,))
 
 
-CLAMP = Op("clamp", np.clip, params=("min", "max"), derivatives={
-    "x": local("(x >= min) * (x <= max)", lambda x, out, min, max: (x >= min) * (x <= max)),
-}, elementwise=True)
+CLAMP = Op(
+    "clamp",
+    np.clip,
+    params=("min", "max"),
+    derivatives={
+        "x": local("(x >= min) * (x <= max)", lambda x, out, min, max: (x >= min) * (x <= max)),
+    },
+    elementwise=True,
+)
 
 
 def clamp(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
@@ -211,7 +308,9 @@ def clamp(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
         if max is not None:
             out = where(out > max, max, out)
         return out
-    return call(CLAMP, (x,), min=-np.inf if min is None else min, max=np.inf if max is None else max)
+    return call(
+        CLAMP, (x,), min=-np.inf if min is None else min, max=np.inf if max is None else max
+    )
 
 
 clip = clamp
@@ -223,10 +322,16 @@ def _where(cond, a, b):
     return np.where(cond, a, b)
 
 
-WHERE = Op("where", _where, ("cond", "a", "b"), {
-    "a": vjp("where(cond, g, 0)", lambda g, cond, a, b, out: d.where(cond, g, 0.0)),
-    "b": vjp("where(cond, 0, g)", lambda g, cond, a, b, out: d.where(cond, 0.0, g)),
-}, elementwise=True)
+WHERE = Op(
+    "where",
+    _where,
+    ("cond", "a", "b"),
+    {
+        "a": vjp("where(cond, g, 0)", lambda g, cond, a, b, out: d.where(cond, g, 0.0)),
+        "b": vjp("where(cond, 0, g)", lambda g, cond, a, b, out: d.where(cond, 0.0, g)),
+    },
+    elementwise=True,
+)
 
 
 def where(condition, input, other):  # noqa: A002 - PyTorch's argument names

@@ -44,13 +44,26 @@ def _take(x, index):
     return x[index]
 
 
-GETITEM = Op("getitem", _take, params=("index",), derivatives={
-    "x": vjp("index_add(zeros(x.shape), index, g)",
-             lambda g, x, out, index: _scatter_into(g, x.shape, index)),
-})
-INDEX_ADD = Op("index_add", _scatter_into, ("g",), params=("shape", "index"), derivatives={
-    "g": vjp("h[index]", lambda h, g, out, shape, index: h[index]),
-})
+GETITEM = Op(
+    "getitem",
+    _take,
+    params=("index",),
+    derivatives={
+        "x": vjp(
+            "index_add(zeros(x.shape), index, g)",
+            lambda g, x, out, index: _scatter_into(g, x.shape, index),
+        ),
+    },
+)
+INDEX_ADD = Op(
+    "index_add",
+    _scatter_into,
+    ("g",),
+    params=("shape", "index"),
+    derivatives={
+        "g": vjp("h[index]", lambda h, g, out, shape, index: h[index]),
+    },
+)
 
 
 def getitem(x, index):
@@ -88,10 +101,16 @@ def _shape_at(g, index):
     return np.empty(g.shape, dtype=bool)[index].shape
 
 
-INDEX_PUT = Op("index_put", _put, ("x", "value"), params=("index",), derivatives={
-    "x": vjp("zero_at(g, index)", lambda g, x, value, out, index: _masked_out(g, index)),
-    "value": vjp("sum_to(g[index], value.shape)", _value_grad),
-})
+INDEX_PUT = Op(
+    "index_put",
+    _put,
+    ("x", "value"),
+    params=("index",),
+    derivatives={
+        "x": vjp("zero_at(g, index)", lambda g, x, value, out, index: _masked_out(g, index)),
+        "value": vjp("sum_to(g[index], value.shape)", _value_grad),
+    },
+)
 
 
 def setitem(x, index, value):

@@ -9,7 +9,6 @@ from ..engine.op import Op, vjp
 from ..engine.tensor import Tensor
 from .build import as_tensor, call, promote_pair
 
-
 # The op itself sees only operands of 2 or more dims: `matmul` turns a vector into a one-row or
 # one-column matrix and drops that dim from the result, as PyTorch defines it, so that these
 # rules and their formulas are the whole story.
@@ -25,16 +24,23 @@ def _matmul_grad_b(g, a, b, out):
     return sum_to(a.mT @ g, b.shape)
 
 
-MATMUL = Op("matmul", np.matmul, ("a", "b"), {
-    "a": vjp("sum_to(g @ b.mT, a.shape)", _matmul_grad_a),
-    "b": vjp("sum_to(a.mT @ g, b.shape)", _matmul_grad_b),
-})
+MATMUL = Op(
+    "matmul",
+    np.matmul,
+    ("a", "b"),
+    {
+        "a": vjp("sum_to(g @ b.mT, a.shape)", _matmul_grad_a),
+        "b": vjp("sum_to(a.mT @ g, b.shape)", _matmul_grad_b),
+    },
+)
 
 
 def matmul(a, b):
     a, b = as_tensor(a), as_tensor(b)
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"matmul: both operands need at least 1 dim, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"matmul: both operands need at least 1 dim, got shapes {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     k_a = a.shape[-1]
     k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if k_a != k_b:
@@ -48,8 +54,10 @@ def matmul(a, b):
         return call(MATMUL, (a, b))
     from .shape import reshape
 
-    out = call(MATMUL, (reshape(a, (1, k_a)) if a.ndim == 1 else a,
-                        reshape(b, (k_b, 1)) if b.ndim == 1 else b))
+    out = call(
+        MATMUL,
+        (reshape(a, (1, k_a)) if a.ndim == 1 else a, reshape(b, (k_b, 1)) if b.ndim == 1 else b),
+    )
     shape = out.shape
     if a.ndim == 1:
         shape = shape[:-2] + shape[-1:]
@@ -64,7 +72,9 @@ mm = bmm = matmul
 def dot(a, b):
     a, b = as_tensor(a), as_tensor(b)
     if a.ndim != 1 or b.ndim != 1:
-        raise ValueError(f"dot: needs two 1-D tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"dot: needs two 1-D tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     return matmul(a, b)
 
 
@@ -107,7 +117,11 @@ def _einsum_rule(i):
             grad = sum_to(grad, tuple(1 if n == 1 else m for n, m in zip(unique_shape, grad.shape)))
             from .shape import broadcast_to
 
-            grad = broadcast_to(grad, unique_shape) if isinstance(grad, Tensor) else np.broadcast_to(grad, unique_shape)
+            grad = (
+                broadcast_to(grad, unique_shape)
+                if isinstance(grad, Tensor)
+                else np.broadcast_to(grad, unique_shape)
+            )
         if unique != own:
             grad = _onto_diagonal(grad, own, unique, sizes, output + "".join(subscripts))
         return grad
@@ -139,7 +153,8 @@ def _einsum_op(n):
         _einsum_ops[n] = Op(
             "einsum",
             lambda *xs, subscripts, output: np.einsum(
-                ",".join(subscripts) + "->" + output, *xs, optimize=len(xs) > 2),
+                ",".join(subscripts) + "->" + output, *xs, optimize=len(xs) > 2
+            ),
             names,
             {name: _einsum_rule(i) for i, name in enumerate(names)},
             params=("subscripts", "output"),
@@ -155,25 +170,33 @@ def _parse_einsum(equation, operands):
     lhs, arrow, rhs = equation.partition("->")
     terms = lhs.split(",")
     if len(terms) != len(operands):
-        raise ValueError(f"einsum: equation {equation!r} names {len(terms)} operands, got {len(operands)}")
+        raise ValueError(
+            f"einsum: equation {equation!r} names {len(terms)} operands, got {len(operands)}"
+        )
     spare = [c for c in string.ascii_uppercase + string.ascii_lowercase if c not in equation]
     counts = [x.ndim - (len(term) - 3) if "..." in term else 0 for term, x in zip(terms, operands)]
     if any(c < 0 for c in counts):
         bad = counts.index(min(counts))
-        raise ValueError(f"einsum: subscripts {terms[bad]!r} have more letters than the operand of shape {tuple(operands[bad].shape)} has dims")
+        raise ValueError(
+            f"einsum: subscripts {terms[bad]!r} have more letters than the operand of shape {tuple(operands[bad].shape)} has dims"
+        )
     ellipsis_letters = "".join(spare[: max(counts, default=0)])
     resolved = []
     for term, x, count in zip(terms, operands, counts):
         if "..." in term:
-            term = term.replace("...", ellipsis_letters[len(ellipsis_letters) - count:])
+            term = term.replace("...", ellipsis_letters[len(ellipsis_letters) - count :])
         if len(term) != x.ndim:
-            raise ValueError(f"einsum: subscripts {term!r} have {len(term)} letters but the operand has shape {tuple(x.shape)}")
+            raise ValueError(
+                f"einsum: subscripts {term!r} have {len(term)} letters but the operand has shape {tuple(x.shape)}"
+            )
         resolved.append(term)
     if arrow:
         output = rhs.replace("...", ellipsis_letters)
     else:
         letters = "".join(resolved)
-        output = ellipsis_letters + "".join(sorted(c for c in set(letters) - set(ellipsis_letters) if letters.count(c) == 1))
+        output = ellipsis_letters + "".join(
+            sorted(c for c in set(letters) - set(ellipsis_letters) if letters.count(c) == 1)
+        )
     return resolved, output
 
 

@@ -38,10 +38,17 @@ def _sum(x, dim, keepdim):
     return np.add.reduce(x, axis=dim, keepdims=keepdim)
 
 
-SUM = Op("sum", _sum, params=("dim", "keepdim"), derivatives={
-    "x": vjp("unreduce(g, x.shape, dim, keepdim)",
-             lambda g, x, out, dim, keepdim: d.unreduce(g, x.shape, dim, keepdim)),
-})
+SUM = Op(
+    "sum",
+    _sum,
+    params=("dim", "keepdim"),
+    derivatives={
+        "x": vjp(
+            "unreduce(g, x.shape, dim, keepdim)",
+            lambda g, x, out, dim, keepdim: d.unreduce(g, x.shape, dim, keepdim),
+        ),
+    },
+)
 
 
 def sum(x, dim=None, keepdim=False, dtype=None):  # noqa: A001 - PyTorch's name
@@ -59,15 +66,24 @@ def _mean(x, dim, keepdim, n):
     return np.mean(x, axis=dim, keepdims=keepdim)
 
 
-MEAN = Op("mean", _mean, params=("dim", "keepdim", "n"), derivatives={
-    "x": vjp("unreduce(g, x.shape, dim, keepdim) / n",
-             lambda g, x, out, dim, keepdim, n: d.unreduce(g / n, x.shape, dim, keepdim)),
-})
+MEAN = Op(
+    "mean",
+    _mean,
+    params=("dim", "keepdim", "n"),
+    derivatives={
+        "x": vjp(
+            "unreduce(g, x.shape, dim, keepdim) / n",
+            lambda g, x, out, dim, keepdim, n: d.unreduce(g / n, x.shape, dim, keepdim),
+        ),
+    },
+)
 
 
 def _float_only(name, x):
     if x.dtype.kind != "f":
-        raise TypeError(f"{name}: needs a floating-point tensor, got {x.dtype}; convert with .float()")
+        raise TypeError(
+            f"{name}: needs a floating-point tensor, got {x.dtype}; convert with .float()"
+        )
 
 
 def mean(x, dim=None, keepdim=False):
@@ -87,10 +103,17 @@ def _var_rule(g, x, out, dim, keepdim, n, correction):
     return (x - d.mean(x, dim, True)) * d.unreduce(g * float(scale), x.shape, dim, keepdim)
 
 
-VAR = Op("var", _var, params=("dim", "keepdim", "n", "correction"), derivatives={
-    "x": vjp("2 * (x - mean(x, dim, True)) * unreduce(g, x.shape, dim, keepdim) / (n - correction)",
-             _var_rule),
-})
+VAR = Op(
+    "var",
+    _var,
+    params=("dim", "keepdim", "n", "correction"),
+    derivatives={
+        "x": vjp(
+            "2 * (x - mean(x, dim, True)) * unreduce(g, x.shape, dim, keepdim) / (n - correction)",
+            _var_rule,
+        ),
+    },
+)
 
 
 def var(x, dim=None, unbiased=None, keepdim=False, correction=None):
@@ -118,10 +141,17 @@ def _std_rule(g, x, out, dim, keepdim, n, correction):
     return (x - d.mean(x, dim, True)) * d.unreduce(safe * scale, x.shape, dim, keepdim)
 
 
-STD = Op("std", _std, params=("dim", "keepdim", "n", "correction"), derivatives={
-    "x": vjp("(x - mean(x, dim, True)) * unreduce(g / out, x.shape, dim, keepdim) / (n - correction)",
-             _std_rule),
-})
+STD = Op(
+    "std",
+    _std,
+    params=("dim", "keepdim", "n", "correction"),
+    derivatives={
+        "x": vjp(
+            "(x - mean(x, dim, True)) * unreduce(g / out, x.shape, dim, keepdim) / (n - correction)",
+            _std_rule,
+        ),
+    },
+)
 
 
 def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
@@ -136,14 +166,26 @@ def _ties_rule(g, x, out, dim, keepdim):
     return d.unreduce(g, x.shape, dim, keepdim) * d.ties(x, out, x.shape, dim, keepdim)
 
 
-AMAX = Op("amax", lambda x, dim, keepdim: np.amax(x, axis=dim, keepdims=keepdim),
-          params=("dim", "keepdim"), derivatives={
-              "x": vjp("unreduce(g, x.shape, dim, keepdim) * ties(x, out, x.shape, dim, keepdim)",
-                       _ties_rule)})
-AMIN = Op("amin", lambda x, dim, keepdim: np.amin(x, axis=dim, keepdims=keepdim),
-          params=("dim", "keepdim"), derivatives={
-              "x": vjp("unreduce(g, x.shape, dim, keepdim) * ties(x, out, x.shape, dim, keepdim)",
-                       _ties_rule)})
+AMAX = Op(
+    "amax",
+    lambda x, dim, keepdim: np.amax(x, axis=dim, keepdims=keepdim),
+    params=("dim", "keepdim"),
+    derivatives={
+        "x": vjp(
+            "unreduce(g, x.shape, dim, keepdim) * ties(x, out, x.shape, dim, keepdim)", _ties_rule
+        )
+    },
+)
+AMIN = Op(
+    "amin",
+    lambda x, dim, keepdim: np.amin(x, axis=dim, keepdims=keepdim),
+    params=("dim", "keepdim"),
+    derivatives={
+        "x": vjp(
+            "unreduce(g, x.shape, dim, keepdim) * ties(x, out, x.shape, dim, keepdim)", _ties_rule
+        )
+    },
+)
 
 
 def _nonempty(name, x):
@@ -182,14 +224,28 @@ def _scatter_add(g, shape, dim, index):
     return full
 
 
-GATHER = Op("gather", _gather, params=("dim", "index"), derivatives={
-    "x": vjp("scatter_add(zeros(x.shape), dim, index, g)",
-             lambda g, x, out, dim, index: _scatter_add(g, x.shape, dim, index)),
-})
-SCATTER_ADD = Op("scatter_add", _scatter_add, ("g",), params=("shape", "dim", "index"), derivatives={
-    "g": vjp("gather(h, dim, index)",
-             lambda h, g, out, shape, dim, index: _gather_any(h, dim, index)),
-})
+GATHER = Op(
+    "gather",
+    _gather,
+    params=("dim", "index"),
+    derivatives={
+        "x": vjp(
+            "scatter_add(zeros(x.shape), dim, index, g)",
+            lambda g, x, out, dim, index: _scatter_add(g, x.shape, dim, index),
+        ),
+    },
+)
+SCATTER_ADD = Op(
+    "scatter_add",
+    _scatter_add,
+    ("g",),
+    params=("shape", "dim", "index"),
+    derivatives={
+        "g": vjp(
+            "gather(h, dim, index)", lambda h, g, out, shape, dim, index: _gather_any(h, dim, index)
+        ),
+    },
+)
 
 
 def _gather_any(h, dim, index):
@@ -205,7 +261,9 @@ def gather(x, dim, index):
     if index.dtype.kind not in "iu":
         raise TypeError(f"gather: index must be an integer tensor, got {index.dtype}")
     if index.ndim != x.ndim:
-        raise ValueError(f"gather: index has {index.ndim} dims but input has {x.ndim} (shape {tuple(x.shape)})")
+        raise ValueError(
+            f"gather: index has {index.ndim} dims but input has {x.ndim} (shape {tuple(x.shape)})"
+        )
     return call(GATHER, (x,), dim=dim % x.ndim, index=index)
 
 
@@ -303,9 +361,14 @@ def _product_of_others(x, dim):
     return np.transpose(others, np.argsort(rest + dims))
 
 
-PROD = Op("prod", _prod, params=("dim", "keepdim"), derivatives={
-    "x": vjp("unreduce(g, x.shape, dim, keepdim) * product_of_others(x, dim)", _prod_rule),
-})
+PROD = Op(
+    "prod",
+    _prod,
+    params=("dim", "keepdim"),
+    derivatives={
+        "x": vjp("unreduce(g, x.shape, dim, keepdim) * product_of_others(x, dim)", _prod_rule),
+    },
+)
 
 
 def prod(x, dim=None, keepdim=False):
@@ -320,11 +383,20 @@ def _logsumexp(x, dim, keepdim):
     return out if keepdim else np.squeeze(out, axis=dim)
 
 
-LOGSUMEXP = Op("logsumexp", _logsumexp, params=("dim", "keepdim"), derivatives={
-    "x": vjp("unreduce(g, x.shape, dim, keepdim) * exp(x - unreduce(out, x.shape, dim, keepdim))",
-             lambda g, x, out, dim, keepdim: d.unreduce(g, x.shape, dim, keepdim)
-             * d.exp(x - d.unreduce(out, x.shape, dim, keepdim))),
-})
+LOGSUMEXP = Op(
+    "logsumexp",
+    _logsumexp,
+    params=("dim", "keepdim"),
+    derivatives={
+        "x": vjp(
+            "unreduce(g, x.shape, dim, keepdim) * exp(x - unreduce(out, x.shape, dim, keepdim))",
+            lambda g, x, out, dim, keepdim: (
+                d.unreduce(g, x.shape, dim, keepdim)
+                * d.exp(x - d.unreduce(out, x.shape, dim, keepdim))
+            ),
+        ),
+    },
+)
 
 
 def logsumexp(x, dim=None, keepdim=False):
@@ -337,11 +409,22 @@ def _norm2(x, dim, keepdim):
     return np.sqrt(np.sum(x * x, axis=dim, keepdims=keepdim))
 
 
-NORM2 = Op("norm", _norm2, params=("dim", "keepdim"), derivatives={
-    "x": vjp("x * unreduce(g / out, x.shape, dim, keepdim)",
-             lambda g, x, out, dim, keepdim:
-             x * d.unreduce(d.where(out == 0, 0.0, g / d.where(out == 0, 1.0, out)), x.shape, dim, keepdim)),
-})
+NORM2 = Op(
+    "norm",
+    _norm2,
+    params=("dim", "keepdim"),
+    derivatives={
+        "x": vjp(
+            "x * unreduce(g / out, x.shape, dim, keepdim)",
+            lambda g, x, out, dim, keepdim: (
+                x
+                * d.unreduce(
+                    d.where(out == 0, 0.0, g / d.where(out == 0, 1.0, out)), x.shape, dim, keepdim
+                )
+            ),
+        ),
+    },
+)
 
 
 def _normp(x, dim, keepdim, p):
@@ -358,10 +441,17 @@ def _normp_rule(g, x, out, dim, keepdim, p):
     return d.sign(x) * d.abs(x) ** (p - 1) * d.unreduce(scale, x.shape, dim, keepdim)
 
 
-NORMP = Op("norm", _normp, params=("dim", "keepdim", "p"), derivatives={
-    "x": vjp("sign(x) * abs(x)**(p - 1) * unreduce(g / out**(p - 1), x.shape, dim, keepdim)",
-             _normp_rule),
-})
+NORMP = Op(
+    "norm",
+    _normp,
+    params=("dim", "keepdim", "p"),
+    derivatives={
+        "x": vjp(
+            "sign(x) * abs(x)**(p - 1) * unreduce(g / out**(p - 1), x.shape, dim, keepdim)",
+            _normp_rule,
+        ),
+    },
+)
 
 
 def norm(x, p=2, dim=None, keepdim=False):

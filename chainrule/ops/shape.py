@@ -3,7 +3,8 @@
 import numpy as np
 
 from ..engine import dtypes
-from ..engine.broadcast import BROADCAST_TO, broadcast_to as _broadcast_any
+from ..engine.broadcast import BROADCAST_TO
+from ..engine.broadcast import broadcast_to as _broadcast_any
 from ..engine.op import Op, vjp
 from ..engine.tensor import Tensor
 from . import dual as d
@@ -21,9 +22,14 @@ def _to(x, dtype, source):
     return x.astype(dtype)
 
 
-TO = Op("to", _to, params=("dtype", "source"), derivatives={
-    "x": vjp("g.to(source)", lambda g, x, out, dtype, source: _cast(g, source)),
-})
+TO = Op(
+    "to",
+    _to,
+    params=("dtype", "source"),
+    derivatives={
+        "x": vjp("g.to(source)", lambda g, x, out, dtype, source: _cast(g, source)),
+    },
+)
 
 
 def _cast(g, dtype):
@@ -39,9 +45,15 @@ def to(x, dtype):
         return Tensor._wrap(x.data.astype(dtype))
     return call(TO, (x,), dtype=dtype, source=x.dtype)
 
-RESHAPE = Op("reshape", np.reshape, params=("shape",), derivatives={
-    "x": vjp("g.reshape(x.shape)", lambda g, x, out, shape: g.reshape(x.shape)),
-})
+
+RESHAPE = Op(
+    "reshape",
+    np.reshape,
+    params=("shape",),
+    derivatives={
+        "x": vjp("g.reshape(x.shape)", lambda g, x, out, shape: g.reshape(x.shape)),
+    },
+)
 
 
 def reshape(x, *shape):
@@ -64,13 +76,20 @@ def flatten(x, start_dim=0, end_dim=-1):
     if x.ndim == 0:
         return reshape(x, 1)
     start, end = start_dim % x.ndim, end_dim % x.ndim
-    shape = x.shape[:start] + (-1,) + x.shape[end + 1:]
+    shape = x.shape[:start] + (-1,) + x.shape[end + 1 :]
     return reshape(x, shape) if start <= end else x
 
 
-TRANSPOSE = Op("transpose", lambda x, dim0, dim1: np.swapaxes(x, dim0, dim1), params=("dim0", "dim1"), derivatives={
-    "x": vjp("swapaxes(g, dim0, dim1)", lambda g, x, out, dim0, dim1: d.swapaxes(g, dim0, dim1)),
-})
+TRANSPOSE = Op(
+    "transpose",
+    lambda x, dim0, dim1: np.swapaxes(x, dim0, dim1),
+    params=("dim0", "dim1"),
+    derivatives={
+        "x": vjp(
+            "swapaxes(g, dim0, dim1)", lambda g, x, out, dim0, dim1: d.swapaxes(g, dim0, dim1)
+        ),
+    },
+)
 
 
 def transpose(x, dim0, dim1):
@@ -80,16 +99,25 @@ def transpose(x, dim0, dim1):
 
 swapaxes = transpose
 
-PERMUTE = Op("permute", np.transpose, params=("axes",), derivatives={
-    "x": vjp("permute(g, inverse_permutation(axes))",
-             lambda g, x, out, axes: d.permute(g, d.inverse_permutation(axes))),
-})
+PERMUTE = Op(
+    "permute",
+    np.transpose,
+    params=("axes",),
+    derivatives={
+        "x": vjp(
+            "permute(g, inverse_permutation(axes))",
+            lambda g, x, out, axes: d.permute(g, d.inverse_permutation(axes)),
+        ),
+    },
+)
 
 
 def permute(x, *dims):
     dims = _sizes(dims)
     if sorted(dim % max(x.ndim, 1) for dim in dims) != list(range(x.ndim)):
-        raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dims of shape {tuple(x.shape)}")
+        raise ValueError(
+            f"permute: {dims} is not a permutation of the {x.ndim} dims of shape {tuple(x.shape)}"
+        )
     return call(PERMUTE, (x,), axes=tuple(dim % x.ndim for dim in dims))
 
 
@@ -135,7 +163,9 @@ def broadcast_to(x, *shape):
         if np.broadcast_shapes(x.shape, shape) != shape:
             raise ValueError
     except ValueError:
-        raise ValueError(f"broadcast_to: cannot broadcast shape {tuple(x.shape)} to {shape}") from None
+        raise ValueError(
+            f"broadcast_to: cannot broadcast shape {tuple(x.shape)} to {shape}"
+        ) from None
     return _broadcast_any(x, shape)
 
 
@@ -171,8 +201,13 @@ def _cat_op(n):
                 lambda g, *args, i=i, dim, offsets: _narrow_any(g, dim, offsets[i], offsets[i + 1]),
             )
 
-        _cat_ops[n] = Op("cat", lambda *xs, dim, offsets: np.concatenate(xs, axis=dim), names,
-                         {name: rule(i) for i, name in enumerate(names)}, params=("dim", "offsets"))
+        _cat_ops[n] = Op(
+            "cat",
+            lambda *xs, dim, offsets: np.concatenate(xs, axis=dim),
+            names,
+            {name: rule(i) for i, name in enumerate(names)},
+            params=("dim", "offsets"),
+        )
     return _cat_ops[n]
 
 
@@ -199,7 +234,10 @@ def cat(tensors, dim=0):
     first = tensors[0]
     dim = dim % max(first.ndim, 1)
     for i, x in enumerate(tensors):
-        if x.ndim != first.ndim or x.shape[:dim] + x.shape[dim + 1:] != first.shape[:dim] + first.shape[dim + 1:]:
+        if (
+            x.ndim != first.ndim
+            or x.shape[:dim] + x.shape[dim + 1 :] != first.shape[:dim] + first.shape[dim + 1 :]
+        ):
             raise ValueError(
                 f"cat: tensor {i} has shape {tuple(x.shape)}, which does not match tensor 0's "
                 f"shape {tuple(first.shape)} outside dim {dim}"
@@ -232,11 +270,16 @@ def split(x, split_size_or_sections, dim=0):
     if isinstance(split_size_or_sections, int):
         if split_size_or_sections <= 0:
             raise ValueError(f"split: split_size must be positive, got {split_size_or_sections}")
-        sizes = [min(split_size_or_sections, length - s) for s in range(0, length, split_size_or_sections)]
+        sizes = [
+            min(split_size_or_sections, length - s)
+            for s in range(0, length, split_size_or_sections)
+        ]
     else:
         sizes = list(split_size_or_sections)
         if sum(sizes) != length:
-            raise ValueError(f"split: sections {sizes} add up to {sum(sizes)}, but dim {dim} has size {length}")
+            raise ValueError(
+                f"split: sections {sizes} add up to {sum(sizes)}, but dim {dim} has size {length}"
+            )
     out, start = [], 0
     for size in sizes:
         out.append(narrow(x, dim, start, size))
@@ -263,14 +306,29 @@ def _pad_into(g, shape, dim, start):
     return full
 
 
-NARROW = Op("narrow", _narrow, params=("dim", "start", "length"), derivatives={
-    "x": vjp("pad_into(g, x.shape, dim, start)",
-             lambda g, x, out, dim, start, length: _pad_into(g, x.shape, dim, start)),
-})
-PAD_INTO = Op("pad_into", _pad_into, ("g",), params=("shape", "dim", "start"), derivatives={
-    "g": vjp("narrow(h, dim, start, g.shape[dim])",
-             lambda h, g, out, shape, dim, start: _narrow_any(h, dim, start, start + g.shape[dim])),
-})
+NARROW = Op(
+    "narrow",
+    _narrow,
+    params=("dim", "start", "length"),
+    derivatives={
+        "x": vjp(
+            "pad_into(g, x.shape, dim, start)",
+            lambda g, x, out, dim, start, length: _pad_into(g, x.shape, dim, start),
+        ),
+    },
+)
+PAD_INTO = Op(
+    "pad_into",
+    _pad_into,
+    ("g",),
+    params=("shape", "dim", "start"),
+    derivatives={
+        "g": vjp(
+            "narrow(h, dim, start, g.shape[dim])",
+            lambda h, g, out, shape, dim, start: _narrow_any(h, dim, start, start + g.shape[dim]),
+        ),
+    },
+)
 
 
 def narrow(x, dim, start, length):
@@ -285,7 +343,26 @@ CLONE = Op("clone", np.copy, derivatives={"x": vjp("g", lambda g, x, out: g)})
 
 
 __all__ = [
-    "BROADCAST_TO", "broadcast_to", "cat", "chunk", "clone", "concat", "expand", "flatten", "mT",
-    "narrow", "permute", "reshape", "split", "squeeze", "stack", "swapaxes", "t", "T", "to",
-    "transpose", "unsqueeze", "view",
+    "BROADCAST_TO",
+    "broadcast_to",
+    "cat",
+    "chunk",
+    "clone",
+    "concat",
+    "expand",
+    "flatten",
+    "mT",
+    "narrow",
+    "permute",
+    "reshape",
+    "split",
+    "squeeze",
+    "stack",
+    "swapaxes",
+    "t",
+    "T",
+    "to",
+    "transpose",
+    "unsqueeze",
+    "view",
 ]
