@@ -182,21 +182,6 @@ def _new_node(op, nexts, saved, arrays, out_array, keep_out, params):
     return Tensor._wrap(out_array, node)
 
 
-def _slot(x, need, keep, keep_shape, elementwise, out_shape):
-    """(edge, saved, array) for one input."""
-    if not need:
-        # Constants are kept whether or not a rule needs them: the explainer recomputes values
-        # from the graph, and a constant cannot be recovered any other way.
-        return None, x, (x.data if isinstance(x, Tensor) else x)
-    edge = x.grad_fn or x
-    if keep:
-        return edge, x, x.data
-    if keep_shape or (elementwise and x.data.shape != out_shape):
-        placeholder = Shape(x.data.shape)
-        return edge, placeholder, placeholder
-    return edge, None, None
-
-
 def record(op, inputs, out_array, params):
     """Build the node for `op(*inputs) -> out_array` and return the output tensor."""
     needs = tuple(
@@ -205,19 +190,27 @@ def record(op, inputs, out_array, params):
     )
     keep, keep_shape, keep_out = op.plan(needs)
     out_shape = out_array.shape
-    slots = [
-        _slot(x, n, k, s, op.elementwise, out_shape)
-        for x, n, k, s in zip(inputs, needs, keep, keep_shape)
-    ]
-    return _new_node(
-        op,
-        tuple(s[0] for s in slots),
-        tuple(s[1] for s in slots),
-        tuple(s[2] for s in slots),
-        out_array,
-        keep_out,
-        params,
-    )
+    nexts, saved, arrays = [], [], []
+    for x, need, k, ks in zip(inputs, needs, keep, keep_shape):
+        if not need:
+            # Constants are kept whether or not a rule needs them: the explainer recomputes
+            # values from the graph, and a constant cannot be recovered any other way.
+            nexts.append(None)
+            saved.append(x)
+            arrays.append(x.data if isinstance(x, Tensor) else x)
+            continue
+        nexts.append(x.grad_fn or x)
+        if k:
+            saved.append(x)
+            arrays.append(x.data)
+        elif ks or (op.elementwise and x.data.shape != out_shape):
+            placeholder = Shape(x.data.shape)
+            saved.append(placeholder)
+            arrays.append(placeholder)
+        else:
+            saved.append(None)
+            arrays.append(None)
+    return _new_node(op, tuple(nexts), tuple(saved), tuple(arrays), out_array, keep_out, params)
 
 
 def record_binary(op, a, b, out_array, need_a, need_b):

@@ -135,8 +135,10 @@ def cross_entropy(
         and not label_smoothing
         and reduction in ("mean", "sum")
         and target_data.shape == logits.shape[:1]
-        and ((target_data >= 0) & (target_data < logits.shape[1])).all()
-        and not (target_data == ignore_index).any()
+        and target_data.size
+        and target_data.min() >= 0
+        and target_data.max() < logits.shape[1]
+        and (ignore_index < 0 or ignore_index >= logits.shape[1] or ignore_index not in target_data)
     ):
         scale = 1.0 / target_data.shape[0] if reduction == "mean" else 1.0
         return cross_entropy_indices(logits, target_data, scale)

@@ -115,8 +115,9 @@ def normalize_dims(dim, ndim):
 def softmax(x, dim):
     if isinstance(x, Tensor):
         return ops.softmax(x, dim)
-    shifted = np.exp(x - np.max(x, axis=dim, keepdims=True))
-    return shifted / np.sum(shifted, axis=dim, keepdims=True)
+    shifted = np.exp(x - x.max(axis=dim, keepdims=True))
+    shifted /= shifted.sum(axis=dim, keepdims=True)
+    return shifted
 
 
 # Python floats: a NumPy float64 scalar would turn float32 arrays into float64 (NumPy 2 rules).

@@ -119,10 +119,10 @@ def log_softmax(input, dim=None):  # noqa: A002
 
 
 def _cross_entropy(x, index, scale):
-    shifted = x - np.max(x, axis=1, keepdims=True)
-    log_normalizer = np.log(np.sum(np.exp(shifted), axis=1))
-    picked = np.take_along_axis(shifted, index[:, None], axis=1)[:, 0]
-    return np.asarray(np.sum(log_normalizer - picked) * scale, dtype=x.dtype)
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_normalizer = np.log(np.exp(shifted).sum(axis=1))
+    picked = shifted[np.arange(len(index)), index]
+    return np.asarray((log_normalizer - picked).sum() * scale, dtype=x.dtype)
 
 
 def _cross_entropy_grad(g, x, out, index, scale):
