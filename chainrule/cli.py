@@ -11,9 +11,7 @@ import argparse
 import json
 import math
 import os
-import struct
 import sys
-import tempfile
 import textwrap
 from types import SimpleNamespace
 
@@ -21,6 +19,7 @@ import numpy as np
 
 from . import __version__
 from .datasets import DataError, dosage, load_csv
+from .io import CheckpointError, atomic_write, read_header
 
 EXIT_USAGE = 2
 
@@ -32,7 +31,6 @@ OPTIMIZERS = ("sgd", "adam")
 # everything needed to rebuild and use the model in its metadata under "model" (JSON).
 MODEL_FORMAT = "chainrule.model"
 MODEL_FORMAT_VERSION = 1
-_MAX_HEADER = 100 * 1024 * 1024
 
 
 class CLIError(Exception):
@@ -59,39 +57,15 @@ def check_output_path(path, what, inputs=()):
 
 
 def write_atomic(path, write, what="output"):
-    """Run `write(temporary_path)` and rename the result to `path`, so readers only ever see the
-    old file or the complete new one. The temporary name keeps the suffix, for writers that pick a
-    format from it."""
+    """`io.atomic_write` after the checks that give a one-line error for a bad output path."""
     check_output_path(path, what)
-    folder = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
-    fd, tmp = tempfile.mkstemp(
-        dir=folder, prefix=f".{base}.", suffix=".tmp" + os.path.splitext(base)[1]
-    )
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp makes the file private (0600); give it the mode a plainly created file gets.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic_write(path, write)
 
 
 def _write_bytes(data):
     def write(tmp):
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
 
     return write
 
@@ -185,23 +159,12 @@ def _model_error(path, why):
 
 
 def _read_header(path, blob):
-    """The safetensors header as a dict, checked by hand so that every malformed file gets a
-    message (the library's own errors are terse) and nothing in the file is ever executed."""
-    if len(blob) < 8:
-        raise _model_error(path, f"only {len(blob)} bytes, too short for a safetensors file")
-    (size,) = struct.unpack("<Q", blob[:8])
-    if size > min(len(blob) - 8, _MAX_HEADER):
-        raise _model_error(
-            path,
-            "not a safetensors file, or a truncated one (its header length points past the end)",
-        )
     try:
-        header = json.loads(blob[8 : 8 + size].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise _model_error(path, "not a safetensors file (its header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise _model_error(path, "not a safetensors file (its header is not a JSON object)")
-    return header
+        return read_header(blob, path)
+    except CheckpointError as e:
+        raise CLIError(
+            f"{path} is not a chainrule model file: {str(e).removeprefix(f'{path}: ')}"
+        ) from None
 
 
 def _check_spec(path, spec, layers, task, features, classes, scaling):

@@ -54,7 +54,7 @@ def save(obj, path):
         "structure": json.dumps(structure, allow_nan=True),
     }
     data = _st_save(arrays, metadata=metadata)
-    _atomic_write(os.fspath(path), data)
+    atomic_write_bytes(os.fspath(path), data)
 
 
 def _encode(obj, path, arrays):
@@ -97,14 +97,22 @@ def _join(path, key):
     return f"{path}.{key}" if path else key
 
 
-def _atomic_write(path, data):
+def atomic_write(path, write):
+    """Call `write(temporary_path)` in `path`'s folder, then rename the result over `path`: a
+    reader, or a crash at any moment, sees the old file or the whole new one, never a part. The
+    temporary name keeps the suffix, for writers that pick a format from it."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    base = os.path.basename(path)
+    fd, tmp = tempfile.mkstemp(
+        dir=folder, prefix=f".{base}.", suffix=".tmp" + os.path.splitext(base)[1]
+    )
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        # mkstemp makes the file private (0600); give it the mode a plainly created file gets.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -125,6 +133,20 @@ def _atomic_write(path, data):
         os.close(dir_fd)
 
 
+def atomic_write_bytes(path, data):
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    atomic_write(path, write)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 # ---- load ---------------------------------------------------------------------------------------
 
 
@@ -134,7 +156,7 @@ def load(path):
     path = os.fspath(path)
     with open(path, "rb") as f:
         data = f.read()
-    header = _check(data, path)
+    header = read_header(data, path)
     try:
         arrays = _st_load(data)
     except SafetensorError as error:
@@ -151,16 +173,27 @@ def load(path):
     return _decode(structure, arrays, path)
 
 
-def _check(data, path):
-    """Validate the framing (length, header JSON, data offsets) and name foreign formats."""
+def read_header(data, path):
+    """The safetensors header of the file contents `data`, after checking the framing (length,
+    header JSON, data offsets) by hand, so that every malformed or foreign file gets a message that
+    says what is wrong; nothing in the file is ever executed."""
+    try:
+        return _framed_header(data, path)
+    except CheckpointError:
+        # Name a foreign format only once the file has failed as safetensors: a valid header
+        # length can begin with the same bytes as a pickle.
+        foreign = _foreign_format(data)
+        if foreign:
+            raise CheckpointError(
+                f"{path}: this is {foreign}, not a safetensors checkpoint; chainrule "
+                "never unpickles or runs anything from a file. Convert it with "
+                "the library that wrote it (e.g. safetensors.torch.save_file)"
+            ) from None
+        raise
+
+
+def _framed_header(data, path):
     size = len(data)
-    foreign = _foreign_format(data)
-    if foreign:
-        raise CheckpointError(
-            f"{path}: this is {foreign}, not a safetensors checkpoint; chainrule "
-            "never unpickles or runs anything from a file. Convert it with "
-            "the library that wrote it (e.g. safetensors.torch.save_file)"
-        )
     if size < 8:
         raise CheckpointError(
             f"{path}: {size} bytes is too short for a safetensors file "

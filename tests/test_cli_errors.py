@@ -191,11 +191,11 @@ def test_corrupt_and_foreign_model_files_are_refused(tmp_path, model):
     )
     cases = {
         "truncated.safetensors": "truncated",
-        "noise.safetensors": "not a safetensors file",
+        "noise.safetensors": "not safetensors",
         "tiny.safetensors": "too short",
-        "header.safetensors": "header is not JSON",
+        "header.safetensors": "header is not valid JSON",
         "foreign.safetensors": "without chainrule's model metadata",
-        "data.csv": "not a safetensors file",
+        "data.csv": "not safetensors",
         "absent.safetensors": "no such model file",
         "mismatch.safetensors": "needs",
         "inconsistent.safetensors": "2 inputs but 1 feature names",
