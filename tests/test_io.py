@@ -335,3 +335,20 @@ def test_a_bare_tensor_round_trips(tmp_path):
     back = cr.load(tmp_path / "t.safetensors")
     assert isinstance(back, cr.Tensor) and back.dtype == cr.float64
     np.testing.assert_array_equal(back.numpy(), t.numpy())
+
+
+def test_a_safetensors_file_whose_header_length_starts_like_a_pickle_loads(tmp_path):
+    # Length 0x0380 is stored little-endian as 80 03 ...: the first bytes of a protocol-3 pickle.
+    def header(pad):
+        entries = {
+            "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+            "__metadata__": {"pad": "x" * pad},
+        }
+        return json.dumps(entries).encode()
+
+    pad = 0x0380 - len(header(0))
+    blob = struct.pack("<Q", 0x0380) + header(pad) + np.float32(2.5).tobytes()
+    assert blob[:2] == b"\x80\x03"
+    path = tmp_path / "pickle_like.safetensors"
+    path.write_bytes(blob)
+    assert cr.load(path)["a"].tolist() == [2.5]
