@@ -100,14 +100,18 @@ def binary(op):
     return fn
 
 
-def unary(op):
-    """The public function for a one-input op without parameters."""
+def unary(op, real=False):
+    """The public function for a one-input op without parameters. `real`: an op of real analysis
+    (exp, sin, ...), which computes integer input in the default float dtype, as in PyTorch."""
     forward = op.forward
 
     def fn(x):
         if not isinstance(x, Tensor):
             x = as_tensor(x)
-        out = forward(x.data)
+        data = x.data
+        if real and data.dtype.kind != "f":
+            data = data.astype(dtypes.get_default_dtype())
+        out = forward(data)
         if type(out) is not np.ndarray:
             out = np.asarray(out)
         if x.requires_grad and state.enabled:
@@ -120,26 +124,7 @@ def unary(op):
 
 
 def float_unary(op):
-    """A one-input op of real analysis (exp, sin, ...): integer input is computed in the default
-    float dtype, as in PyTorch."""
-    forward = op.forward
-
-    def fn(x):
-        if not isinstance(x, Tensor):
-            x = as_tensor(x)
-        data = x.data
-        if data.dtype.kind != "f":
-            data = data.astype(dtypes.get_default_dtype())
-        out = forward(data)
-        if type(out) is not np.ndarray:
-            out = np.asarray(out)
-        if x.requires_grad and state.enabled:
-            return record_unary(op, x, out, None)
-        return Tensor._wrap(out)
-
-    fn.__name__ = op.name
-    fn.op = op
-    return fn
+    return unary(op, real=True)
 
 
 def call(op, inputs, **params):

@@ -117,17 +117,18 @@ VAR = Op(
 
 
 def var(x, dim=None, unbiased=None, keepdim=False, correction=None):
+    return _spread(VAR, x, dim, unbiased, keepdim, correction)
+
+
+def _spread(op, x, dim, unbiased, keepdim, correction):
+    """var or std: `correction` (PyTorch's name; `unbiased` is its older spelling) is subtracted
+    from the count in the denominator."""
     x = as_tensor(x)
-    _float_only("var", x)
-    correction = _correction(correction, unbiased)
-    dims = _dims(x, dim)
-    return call(VAR, (x,), dim=dims, keepdim=keepdim, n=_count(x, dims), correction=correction)
-
-
-def _correction(correction, unbiased):
+    _float_only(op.name, x)
     if correction is None:
-        return 1 if unbiased is None or unbiased else 0
-    return correction
+        correction = 1 if unbiased is None or unbiased else 0
+    dims = _dims(x, dim)
+    return call(op, (x,), dim=dims, keepdim=keepdim, n=_count(x, dims), correction=correction)
 
 
 def _std(x, dim, keepdim, n, correction):
@@ -155,11 +156,7 @@ STD = Op(
 
 
 def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
-    x = as_tensor(x)
-    _float_only("std", x)
-    correction = _correction(correction, unbiased)
-    dims = _dims(x, dim)
-    return call(STD, (x,), dim=dims, keepdim=keepdim, n=_count(x, dims), correction=correction)
+    return _spread(STD, x, dim, unbiased, keepdim, correction)
 
 
 def _ties_rule(g, x, out, dim, keepdim):
