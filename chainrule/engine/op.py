@@ -173,7 +173,6 @@ def _new_node(op, nexts, saved, arrays, out_array, keep_out, params):
     node.saved = saved
     node.arrays = arrays
     node.out = out_array if keep_out else None
-    node.out_shape = out_array.shape
     node.params = params
     state.counter += 1
     node.seq = state.counter

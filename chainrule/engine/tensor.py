@@ -38,8 +38,8 @@ class Tensor:
         if requires_grad:
             self.requires_grad_(True)
 
-    @classmethod
-    def _wrap(cls, array, grad_fn=None):
+    @staticmethod
+    def _wrap(array, grad_fn=None):
         """Internal fast constructor: takes `array` as is, no copy and no checks."""
         t = object.__new__(Tensor)
         t.data = array
