@@ -704,3 +704,91 @@ def test_custom_function_saved_tensors_are_freed_by_backward():
     loss.backward()
     gc.collect()
     assert ref() is None
+
+
+# ---- custom Function with several outputs --------------------------------------------------------
+
+
+class SinCos(cr.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return cr.sin(x), cr.cos(x)
+
+    @staticmethod
+    def backward(ctx, grad_sin, grad_cos):
+        (x,) = ctx.saved_tensors
+        return grad_sin * cr.cos(x) - grad_cos * cr.sin(x)
+
+
+class TorchSinCos(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.sin(x), torch.cos(x)
+
+    @staticmethod
+    def backward(ctx, grad_sin, grad_cos):
+        (x,) = ctx.saved_tensors
+        return grad_sin * torch.cos(x) - grad_cos * torch.sin(x)
+
+
+def test_function_with_several_outputs_matches_pytorch_to_second_order():
+    data = np.array([[0.3, -1.2, 2.0], [0.7, 0.1, -0.4]])
+    x, tx = cr.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    s, c = SinCos.apply(x)
+    ts, tc = TorchSinCos.apply(tx)
+    assert s.shape == (2, 3) and c.shape == (2, 3)
+    loss, tloss = (s * 3 + c**2).sum(), (ts * 3 + tc**2).sum()
+    (g,) = cr.grad(loss, x, create_graph=True)
+    (tg,) = torch.autograd.grad(tloss, tx, create_graph=True)
+    np.testing.assert_allclose(g.detach().numpy(), tg.detach().numpy(), rtol=1e-12)
+    (h,) = cr.grad((g * g).sum(), x)
+    (th,) = torch.autograd.grad((tg * tg).sum(), tx)
+    np.testing.assert_allclose(h.numpy(), th.numpy(), rtol=1e-10)
+
+
+def test_an_unused_output_of_a_function_gets_a_zero_gradient():
+    data = np.array([0.5, -1.5])
+    x, tx = cr.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    SinCos.apply(x)[1].sum().backward()  # only cos is used: backward sees zeros for sin
+    TorchSinCos.apply(tx)[1].sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+
+
+class ExpAndDouble(cr.autograd.Function):
+    """Two outputs, one of them saved for backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        e = cr.exp(x)
+        ctx.save_for_backward(e)
+        return e, x * 2
+
+    @staticmethod
+    def backward(ctx, grad_e, grad_double):
+        (e,) = ctx.saved_tensors
+        return grad_e * e + grad_double * 2
+
+
+def test_a_saved_output_of_a_several_output_function_is_differentiable():
+    x = cr.tensor([0.2, -0.3], dtype=cr.float64, requires_grad=True)
+    e, d = ExpAndDouble.apply(x)
+    (g,) = cr.grad((e + d).sum(), x, create_graph=True)
+    np.testing.assert_allclose(g.detach().numpy(), np.exp([0.2, -0.3]) + 2, rtol=1e-12)
+    (h,) = cr.grad(g.sum(), x)  # d/dx (exp(x) + 2) = exp(x), through the saved output
+    np.testing.assert_allclose(h.numpy(), np.exp([0.2, -0.3]), rtol=1e-12)
+
+
+def test_function_outputs_of_mixed_dtypes_are_refused():
+    class Mixed(cr.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2, x.float()
+
+        @staticmethod
+        def backward(ctx, a, b):
+            return a
+
+    with pytest.raises(TypeError, match="one float dtype"):
+        Mixed.apply(cr.tensor([1.0], dtype=cr.float64, requires_grad=True))

@@ -21,7 +21,7 @@ class FunctionCtx:
     def saved_tensors(self):
         saved = getattr(self, "_saved", ())
         for i, (t, version) in enumerate(zip(saved, self._versions, strict=True)):
-            if version is not None and t is not _OUTPUT and t._version != version:
+            if version is not None and isinstance(t, Tensor) and t._version != version:
                 raise RuntimeError(
                     f"saved tensor {i} of {self._name} (shape {tuple(t.shape)}) was modified in "
                     "place after save_for_backward; backward would use the new values. Modify a "
@@ -39,9 +39,12 @@ class FunctionCtx:
                 f"the output of {self._name} was modified in place after it was computed, but "
                 f"{self._name}.backward saved it; modify a copy instead"
             )
+        recorded = Tensor._wrap(array, node) if node is not None else Tensor._wrap(array)
         return tuple(
-            (Tensor._wrap(array, node) if node is not None else Tensor._wrap(array))
+            recorded
             if t is _OUTPUT
+            else _piece(recorded, self._layout, t.index)
+            if isinstance(t, _OutputPiece)
             else t
             for t in saved
         )
@@ -55,11 +58,25 @@ class FunctionCtx:
         self._non_differentiable = tensors
 
     def set_materialize_grads(self, value):
-        pass  # one output, so there are never missing output gradients to materialize
+        pass  # an output that gets no gradient always gets zeros (they flow back through slicing)
 
 
 # Stands in for forward's result among the saved tensors (see FunctionCtx.saved_tensors).
 _OUTPUT = object()
+
+
+class _OutputPiece:
+    """Stands in for output `index` of a forward that returned several tensors."""
+
+    def __init__(self, index):
+        self.index = index
+
+
+def _piece(flat, layout, index):
+    """Output `index` of a many-output Function, as a slice of the one flat output the engine
+    records (a Tensor slice is recorded too, so gradients reach the function's node)."""
+    shapes, offsets = layout
+    return flat[offsets[index] : offsets[index + 1]].reshape(shapes[index])
 
 
 class Function:
@@ -87,9 +104,12 @@ class Function:
             result = cls.forward(ctx, *args)
         finally:
             state.enabled = previous
+        if isinstance(result, tuple | list):
+            return _apply_many(cls, ctx, args, tuple(result))
         if not isinstance(result, Tensor):
             raise TypeError(
-                f"{cls.__name__}.forward must return one Tensor, got {type(result).__name__}"
+                f"{cls.__name__}.forward must return a Tensor or a tuple of Tensors, got "
+                f"{type(result).__name__}"
             )
         if any(t is result for t in getattr(ctx, "_non_differentiable", ())):
             return Tensor._wrap(result.data)
@@ -104,6 +124,42 @@ class Function:
             node = output.grad_fn
             ctx._output = (output.data, None if node is None else weakref.ref(node))
         return output
+
+
+def _apply_many(cls, ctx, args, outputs):
+    """A forward that returned several tensors: the engine records one node whose output is
+    their concatenation, and each output is a slice of it, so that backward gets one gradient per
+    output (zeros for an output that was not used), as in PyTorch."""
+    if not outputs or not all(isinstance(o, Tensor) for o in outputs):
+        kinds = ", ".join(type(o).__name__ for o in outputs) or "nothing"
+        raise TypeError(f"{cls.__name__}.forward returned a tuple of {kinds}; give Tensors")
+    dtype = outputs[0].dtype
+    if dtype.kind != "f" or any(o.dtype != dtype for o in outputs):
+        dtypes = ", ".join(str(o.dtype) for o in outputs)
+        raise TypeError(
+            f"{cls.__name__}.forward returned outputs of dtypes {dtypes}; a Function with several "
+            "outputs needs them all of one float dtype"
+        )
+    sizes = np.cumsum([0] + [o.data.size for o in outputs])
+    ctx._layout = (tuple(o.shape for o in outputs), tuple(int(n) for n in sizes))
+    flat = np.concatenate([o.data.reshape(-1) for o in outputs])
+    saved = getattr(ctx, "_saved", ())
+    positions = {id(o): j for j, o in enumerate(outputs)}
+    keeps_output = any(id(t) in positions for t in saved)
+    if keeps_output:
+        ctx._saved = tuple(
+            _OutputPiece(positions[id(t)]) if id(t) in positions else t for t in saved
+        )
+    output = apply(_op_for(cls, len(args)), (*args, ctx), {"forward_result": flat})
+    if keeps_output:
+        node = output.grad_fn
+        ctx._output = (output.data, None if node is None else weakref.ref(node))
+    blocked = {id(t) for t in getattr(ctx, "_non_differentiable", ())}
+    pieces = []
+    for j, o in enumerate(outputs):
+        piece = _piece(output, ctx._layout, j)
+        pieces.append(Tensor._wrap(piece.data) if id(o) in blocked else piece)
+    return tuple(pieces)
 
 
 def _op_for(cls, n):
@@ -135,7 +191,13 @@ def _rule(cls, i, n):
         ctx = args[n]  # args: the n forward arguments, ctx, then the op's output
         # backward runs once per call; each input's rule picks its own gradient from the tuple.
         if getattr(ctx, "_grads_for", None) is not g:
-            grads = cls.backward(ctx, g if isinstance(g, Tensor) else Tensor._wrap(g))
+            grad_outputs = g if isinstance(g, Tensor) else Tensor._wrap(g)
+            layout = getattr(ctx, "_layout", None)
+            if layout is None:
+                grads = cls.backward(ctx, grad_outputs)
+            else:
+                count = len(layout[0])
+                grads = cls.backward(ctx, *(_piece(grad_outputs, layout, j) for j in range(count)))
             if not isinstance(grads, tuple):
                 grads = (grads,)
             if len(grads) != n:
