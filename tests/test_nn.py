@@ -530,3 +530,29 @@ def test_conv_kernel_larger_than_input_and_bad_groups_are_explained():
         F.conv2d(cr.zeros(1, 3, 3, 3), cr.zeros(2, 1, 1, 1), groups=2)
     with pytest.raises(IndexError, match="index 7 is out of range for 5 embeddings"):
         F.embedding(cr.tensor([1, 7]), cr.zeros(5, 2))
+
+
+@pytest.mark.parametrize(
+    "kernel, dilation", [((3, 3), (1, 1)), ((2, 4), (1, 1)), ((3, 2), (2, 3)), ((1, 1), (1, 1))]
+)
+def test_conv2d_same_padding_matches_pytorch_with_odd_and_even_kernels(kernel, dilation):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 7, 6))
+    w = rng.standard_normal((4, 3, *kernel))
+    b = rng.standard_normal(4)
+    cx, cw, cb = (cr.tensor(a, requires_grad=True) for a in (x, w, b))
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    out = cr.nn.functional.conv2d(cx, cw, cb, padding="same", dilation=dilation)
+    tout = torch.nn.functional.conv2d(tx, tw, tb, padding="same", dilation=dilation)
+    assert out.shape == tuple(tout.shape) == (2, 4, 7, 6)
+    np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), rtol=1e-10)
+    g = rng.standard_normal(out.shape)
+    out.backward(cr.tensor(g))
+    tout.backward(torch.tensor(g))
+    for ours, theirs in ((cx, tx), (cw, tw), (cb, tb)):
+        np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_conv2d_same_padding_refuses_strides_as_pytorch_does():
+    with pytest.raises(ValueError, match="stride 1"):
+        cr.nn.functional.conv2d(cr.ones(1, 1, 5, 5), cr.ones(1, 1, 3, 3), padding="same", stride=2)

@@ -200,18 +200,28 @@ def _pair(value, name, what):
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002
     """2-D cross-correlation of input (N, C, H, W) or (C, H, W) with weight (O, C/groups, KH, KW),
-    as torch.nn.functional.conv2d; padding is an int, a pair or 'valid'."""
+    as torch.nn.functional.conv2d; padding is an int, a pair, 'valid' or 'same'."""
     from ..ops import conv as _conv
     from ..ops.build import promote_pair
     from ..ops.shape import to
 
     x, weight = as_tensor(input), as_tensor(weight)
     stride, dilation = _pair(stride, "conv2d", "stride"), _pair(dilation, "conv2d", "dilation")
+    trim = (0, 0)  # 'same' with an even total padding: rows/columns to drop at the start
     if padding == "valid":
         padding = 0
+    elif padding == "same":
+        if stride != (1, 1):
+            raise ValueError(f"conv2d: padding='same' needs stride 1, got stride={stride}")
+        if weight.ndim == 4:
+            # PyTorch pads total // 2 before and the rest after; pad the larger half on both
+            # sides and drop the extra leading row or column of the output.
+            totals = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
+            padding = tuple((t + 1) // 2 for t in totals)
+            trim = tuple(t % 2 for t in totals)
     elif isinstance(padding, str):
         raise ValueError(
-            f"conv2d: padding must be an int, a pair of ints or 'valid', not {padding!r}"
+            f"conv2d: padding must be an int, a pair of ints, 'valid' or 'same', not {padding!r}"
         )
     padding = _pair(padding, "conv2d", "padding")
     if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
@@ -263,6 +273,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         if bias.dtype != weight.dtype:
             bias = to(bias, weight.dtype)
     out = _conv.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    if trim[0]:
+        out = out.narrow(2, 1, out.shape[2] - 1)
+    if trim[1]:
+        out = out.narrow(3, 1, out.shape[3] - 1)
     return out.squeeze(0) if unbatched else out
 
 

@@ -160,7 +160,9 @@ class Conv2d(Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = F._pair(kernel_size, "Conv2d", "kernel_size")
         self.stride = F._pair(stride, "Conv2d", "stride")
-        self.padding = padding if padding == "valid" else F._pair(padding, "Conv2d", "padding")
+        self.padding = (
+            padding if padding in ("valid", "same") else F._pair(padding, "Conv2d", "padding")
+        )
         self.dilation = F._pair(dilation, "Conv2d", "dilation")
         self.groups = groups
         dtype = _float_dtype(dtype)
