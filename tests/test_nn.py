@@ -556,3 +556,26 @@ def test_conv2d_same_padding_matches_pytorch_with_odd_and_even_kernels(kernel, d
 def test_conv2d_same_padding_refuses_strides_as_pytorch_does():
     with pytest.raises(ValueError, match="stride 1"):
         cr.nn.functional.conv2d(cr.ones(1, 1, 5, 5), cr.ones(1, 1, 3, 3), padding="same", stride=2)
+
+
+@pytest.mark.parametrize(
+    "size, kernel, stride, padding, dilation",
+    [
+        ((7, 8), 2, 2, 0, 1),
+        ((7, 7), 3, 2, 1, 1),
+        ((9, 6), (3, 2), (2, 3), (1, 0), (1, 2)),
+        ((5, 5), 2, 3, 1, 1),  # the last window would start in the right padding: dropped
+    ],
+)
+def test_max_pool2d_ceil_mode_matches_pytorch(size, kernel, stride, padding, dilation):
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((2, 3, *size))
+    x, tx = cr.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    out = nn.MaxPool2d(kernel, stride, padding, dilation, ceil_mode=True)(x)
+    tout = torch.nn.MaxPool2d(kernel, stride, padding, dilation, ceil_mode=True)(tx)
+    assert out.shape == tuple(tout.shape)
+    np.testing.assert_array_equal(out.detach().numpy(), tout.detach().numpy())
+    g = rng.standard_normal(out.shape)
+    out.backward(cr.tensor(g))
+    tout.backward(torch.tensor(g))
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12)

@@ -280,9 +280,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return out.squeeze(0) if unbatched else out
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1):  # noqa: A002
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):  # noqa: A002
     """The maximum of each window of input (N, C, H, W) or (C, H, W), as
-    torch.nn.functional.max_pool2d (stride defaults to kernel_size)."""
+    torch.nn.functional.max_pool2d (stride defaults to kernel_size; ceil_mode keeps a last
+    window that runs over the edge, if it starts inside the input or the left padding)."""
     from ..ops import conv as _conv
 
     x = as_tensor(input)
@@ -319,8 +320,24 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1):  # noqa:
                 f"the padded input {axis} {size + 2 * pad} (input shape "
                 f"{tuple(x.shape)})"
             )
-    out = _conv.max_pool2d(x, kernel, stride, padding, dilation)
+    extra = (0, 0)
+    if ceil_mode:
+        extra = tuple(
+            _ceil_mode_overhang(size, k, s, p, d)
+            for size, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation)
+        )
+    out = _conv.max_pool2d(x, kernel, stride, padding, dilation, extra)
     return out.squeeze(0) if unbatched else out
+
+
+def _ceil_mode_overhang(size, kernel, stride, pad, dilation):
+    """How far past the padded input the last window reaches under ceil_mode (PyTorch's rule:
+    round the window count up, but drop a window that would start in the right padding)."""
+    span = dilation * (kernel - 1) + 1
+    count = -(-(size + 2 * pad - span) // stride) + 1
+    if (count - 1) * stride >= size + pad:
+        count -= 1
+    return max(0, (count - 1) * stride + span - (size + 2 * pad))
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # noqa: A002

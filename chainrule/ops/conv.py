@@ -187,11 +187,13 @@ def conv2d(x, weight, bias, stride, padding, dilation, groups):
 # ---- max pooling --------------------------------------------------------------------------------
 
 
-def _pool_padded(x, padding):
-    ph, pw = padding
-    if ph == 0 and pw == 0:
+def _pool_padded(x, padding, extra):
+    """x padded with -inf: `padding` on both sides, and `extra` more at the bottom and right,
+    where ceil_mode lets a last window hang over the edge."""
+    (ph, pw), (eh, ew) = padding, extra
+    if ph == pw == eh == ew == 0:
         return x
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)), constant_values=-np.inf)
 
 
 def _pool_offsets(shape, kernel, stride, dilation):
@@ -211,9 +213,9 @@ def _pool_offsets(shape, kernel, stride, dilation):
     return offsets, (oh, ow)
 
 
-def _max_pool2d(x, kernel, stride, padding, dilation):
+def _max_pool2d(x, kernel, stride, padding, dilation, extra=(0, 0)):
     # One elementwise maximum per kernel offset over strided views: no window copies.
-    xp = _pool_padded(x, padding)
+    xp = _pool_padded(x, padding, extra)
     offsets, _ = _pool_offsets(xp.shape, kernel, stride, dilation)
     rows, cols = offsets[0]
     out = xp[:, :, rows, cols].copy()
@@ -222,12 +224,12 @@ def _max_pool2d(x, kernel, stride, padding, dilation):
     return out
 
 
-def _max_pool2d_grad(g, x, out, kernel, stride, padding, dilation):
+def _max_pool2d_grad(g, x, out, kernel, stride, padding, dilation, extra=(0, 0)):
     """Each output's gradient goes to the first position in its window (row-major, as PyTorch)
     that holds the maximum."""
     data = x.data if isinstance(x, Tensor) else x
     maximum = out.data if isinstance(out, Tensor) else out
-    xp = _pool_padded(data, padding)
+    xp = _pool_padded(data, padding, extra)
     offsets, _ = _pool_offsets(xp.shape, kernel, stride, dilation)
     taken = np.zeros(maximum.shape, dtype=bool)
     n, c, h, w = data.shape
@@ -263,10 +265,18 @@ MAX_POOL2D = Op(
     {
         "x": vjp("scatter(g, first_argmax(x, out))", _max_pool2d_grad),
     },
-    params=("kernel", "stride", "padding", "dilation"),
+    params=("kernel", "stride", "padding", "dilation", "extra"),
     doc="2-D max pooling, as torch.nn.functional.max_pool2d",
 )
 
 
-def max_pool2d(x, kernel, stride, padding, dilation):
-    return call(MAX_POOL2D, (x,), kernel=kernel, stride=stride, padding=padding, dilation=dilation)
+def max_pool2d(x, kernel, stride, padding, dilation, extra=(0, 0)):
+    return call(
+        MAX_POOL2D,
+        (x,),
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        extra=extra,
+    )
