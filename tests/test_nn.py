@@ -579,3 +579,25 @@ def test_max_pool2d_ceil_mode_matches_pytorch(size, kernel, stride, padding, dil
     out.backward(cr.tensor(g))
     tout.backward(torch.tensor(g))
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0])
+def test_embedding_max_norm_renormalises_looked_up_rows_as_pytorch(norm_type):
+    rng = np.random.default_rng(5)
+    table = rng.standard_normal((6, 4)) * 3
+    index = np.array([[0, 2, 2], [5, 1, 0]])
+    ours = nn.Embedding(6, 4, max_norm=1.5, norm_type=norm_type, dtype=cr.float64)
+    theirs = torch.nn.Embedding(6, 4, max_norm=1.5, norm_type=norm_type).double()
+    ours.load_state_dict({"weight": table})
+    theirs.load_state_dict({"weight": torch.tensor(table)})
+    out = ours(cr.tensor(index))
+    tout = theirs(torch.tensor(index))
+    np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), rtol=1e-12)
+    # Rows looked up are renormalised in the table itself; the others are untouched.
+    np.testing.assert_allclose(
+        ours.weight.detach().numpy(), theirs.weight.detach().numpy(), rtol=1e-12
+    )
+    g = rng.standard_normal(out.shape)
+    out.backward(cr.tensor(g))
+    tout.backward(torch.tensor(g))
+    np.testing.assert_allclose(ours.weight.grad.numpy(), theirs.weight.grad.numpy(), rtol=1e-12)

@@ -361,9 +361,10 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # no
     return out
 
 
-def embedding(input, weight, padding_idx=None):  # noqa: A002
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0):  # noqa: A002
     """Rows of `weight` (num_embeddings, embedding_dim) picked by integer `input` of any shape; the
-    row at padding_idx gets no gradient, as in torch.nn.functional.embedding."""
+    row at padding_idx gets no gradient, as in torch.nn.functional.embedding. With max_norm, the
+    looked-up rows whose norm exceeds it are first scaled down in place (PyTorch's renorm)."""
     index = np.asarray(input.data if isinstance(input, Tensor) else input)
     weight = as_tensor(weight)
     if index.dtype.kind not in "iu":
@@ -377,6 +378,8 @@ def embedding(input, weight, padding_idx=None):  # noqa: A002
     if index.size and (index.min() < 0 or index.max() >= rows):
         bad = int(index[(index < 0) | (index >= rows)].flat[0])
         raise IndexError(f"embedding: index {bad} is out of range for {rows} embeddings")
+    if max_norm is not None:
+        _renorm_rows(weight, np.unique(index), max_norm, norm_type)
     out = weight[index]
     if padding_idx is not None:
         padding_idx = padding_idx % rows
@@ -384,6 +387,18 @@ def embedding(input, weight, padding_idx=None):  # noqa: A002
         keep = np.expand_dims(index != padding_idx, -1)
         out = where(keep, out, out.detach())
     return out
+
+
+def _renorm_rows(weight, rows, max_norm, norm_type):
+    """Scale rows of `weight` whose norm exceeds max_norm to (just under) it, in place and outside
+    the graph, with PyTorch's 1e-7 guard."""
+    data = weight.data
+    norms = np.linalg.norm(data[rows], ord=norm_type, axis=1)
+    over = norms > max_norm
+    if over.any():
+        scale = (max_norm / (norms[over] + 1e-7)).astype(data.dtype)
+        data[rows[over]] *= scale[:, None]
+        weight._bump_version()
 
 
 def dropout(input, p=0.5, training=True):  # noqa: A002

@@ -295,7 +295,15 @@ class Embedding(Module):
     """A lookup table of num_embeddings rows, initialised from N(0, 1) as in PyTorch (the
     padding_idx row, if any, starts at zero and gets no gradient)."""
 
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=None):
+    def __init__(
+        self,
+        num_embeddings,
+        embedding_dim,
+        padding_idx=None,
+        max_norm=None,
+        norm_type=2.0,
+        dtype=None,
+    ):
         super().__init__()
         if padding_idx is not None and not -num_embeddings <= padding_idx < num_embeddings:
             raise ValueError(
@@ -304,6 +312,7 @@ class Embedding(Module):
             )
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.padding_idx = None if padding_idx is None else padding_idx % num_embeddings
+        self.max_norm, self.norm_type = max_norm, norm_type
         self.weight = Parameter(
             init.normal_(empty(num_embeddings, embedding_dim, dtype=_float_dtype(dtype)))
         )
@@ -311,7 +320,7 @@ class Embedding(Module):
             self.weight.data[self.padding_idx] = 0
 
     def forward(self, indices):
-        return F.embedding(indices, self.weight, self.padding_idx)
+        return F.embedding(indices, self.weight, self.padding_idx, self.max_norm, self.norm_type)
 
     def extra_repr(self):
         text = f"{self.num_embeddings}, {self.embedding_dim}"
