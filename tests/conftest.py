@@ -79,3 +79,32 @@ def pair(array, requires_grad=True):
     array = np.array(array)
     grad = requires_grad and array.dtype.kind == "f"
     return cr.tensor(array, requires_grad=grad), torch.tensor(array, requires_grad=grad)
+
+
+class Exp(cr.autograd.Function):
+    """exp with its output saved and backward in differentiable ops, as PyTorch's docs write it;
+    shared by the custom-Function tests, beside its PyTorch twin."""
+
+    @staticmethod
+    def forward(ctx, x):
+        result = cr.exp(x)
+        ctx.save_for_backward(result)
+        return result
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (result,) = ctx.saved_tensors
+        return grad_output * result
+
+
+class TorchExp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        result = torch.exp(x)
+        ctx.save_for_backward(result)
+        return result
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (result,) = ctx.saved_tensors
+        return grad_output * result

@@ -9,7 +9,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close
+from conftest import Exp, TorchExp, assert_close
 
 import chainrule as cr
 
@@ -297,34 +297,6 @@ def test_removed_hook_no_longer_runs():
 
 
 # ---- custom Function ----------------------------------------------------------------------------
-
-
-class Exp(cr.autograd.Function):
-    """exp with its output saved, backward in differentiable ops, as PyTorch's docs write it."""
-
-    @staticmethod
-    def forward(ctx, x):
-        result = cr.exp(x)
-        ctx.save_for_backward(result)
-        return result
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (result,) = ctx.saved_tensors
-        return grad_output * result
-
-
-class TorchExp(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        result = torch.exp(x)
-        ctx.save_for_backward(result)
-        return result
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (result,) = ctx.saved_tensors
-        return grad_output * result
 
 
 class Scale(cr.autograd.Function):

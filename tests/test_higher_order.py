@@ -4,7 +4,7 @@ through `backward`, `cr.grad` and a custom Function whose backward is written in
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close
+from conftest import Exp, TorchExp, assert_close
 
 import chainrule as cr
 
@@ -96,19 +96,6 @@ def test_second_order_through_matmul_and_reductions_matches_pytorch():
     assert_close(h, th, "d/dw |d loss/dw|^2")
 
 
-class Exp(cr.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        result = cr.exp(x)
-        ctx.save_for_backward(result)
-        return result
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (result,) = ctx.saved_tensors
-        return grad_output * result
-
-
 class Cube(cr.autograd.Function):
     """x**3 with its input saved: backward 3 x^2 g, differentiable in x."""
 
@@ -139,18 +126,6 @@ def test_custom_function_saving_its_input_gives_second_and_third_derivatives():
 
 
 def test_custom_function_second_derivative_in_a_larger_graph_matches_pytorch():
-    class TorchExp(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            result = torch.exp(x)
-            ctx.save_for_backward(result)
-            return result
-
-        @staticmethod
-        def backward(ctx, grad_output):
-            (result,) = ctx.saved_tensors
-            return grad_output * result
-
     x = cr.tensor(POINTS, dtype=cr.float64, requires_grad=True)
     tx = torch.tensor(POINTS, requires_grad=True)
     (g,) = cr.grad((Exp.apply(cr.sin(x)) * x).sum(), x, create_graph=True)
