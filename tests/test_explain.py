@@ -463,3 +463,16 @@ def test_model_report_explains_one_sample_and_plots_the_history(tmp_path):
     ).backward()
     d = explain.paths(cr.nn.CrossEntropyLoss()(model(x[0:1]), y[0:1]), model[2].bias)
     np.testing.assert_allclose(d.value, tm[2].bias.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_graph_of_a_tracked_model_names_parameters_as_the_model_does():
+    cr.manual_seed(0)
+    model = cr.nn.Sequential(cr.nn.Linear(4, 8), cr.nn.ReLU(), cr.nn.Linear(8, 3))
+    x, y = cr.randn(5, 4), cr.tensor([0, 1, 2, 1, 0])
+    with cr.explain.track_modules(model) as record:
+        loss = cr.nn.CrossEntropyLoss()(model(x), y)
+    source = cr.explain.graph(loss, highlight=model[0].weight, modules=record).source
+    for name in ("0.weight", "0.bias", "2.weight", "2.bias"):
+        assert f"<b>{name}</b>" in source
+    # Without the record, the same parameters get automatic names.
+    assert "<b>0.weight</b>" not in cr.explain.graph(loss).source

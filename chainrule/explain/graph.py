@@ -36,6 +36,7 @@ class ModuleRecord:
 
     def __init__(self):
         self.spans = []  # (qualified name, class name, first seq, last seq), outermost first
+        self.parameter_names = {}  # parameter -> its name in the model ("0.weight")
 
     def module_of(self, seq):
         """The innermost module whose forward created node number `seq`, as (name, class)."""
@@ -59,6 +60,7 @@ class track_modules:
 
     def __enter__(self):
         record = self.record
+        record.parameter_names = {p: name for name, p in self.model.named_parameters()}
         for name, module in self.model.named_modules():
             object.__setattr__(module, "forward", _spanning(module, name or "model", record))
 
@@ -95,7 +97,10 @@ def graph(
 ):
     """Draw the graph behind `output`. highlight: a tensor (or list) whose backward path is marked.
     modules: a `ModuleRecord` from `track_modules`; group: True/False to force grouping (default:
-    group past GROUP_ABOVE nodes)."""
+    group past GROUP_ABOVE nodes); its parameters are drawn under their names in the model
+    ("0.weight") unless `names` says otherwise."""
+    if modules is not None and names is None:
+        names = modules.parameter_names
     recorded = output if isinstance(output, Recorded) else Recorded(output, gradient, names, inline)
     targets = []
     if highlight is not None:
