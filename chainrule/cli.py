@@ -162,9 +162,7 @@ def _read_header(path, blob):
     try:
         return read_header(blob, path)
     except CheckpointError as e:
-        raise CLIError(
-            f"{path} is not a chainrule model file: {str(e).removeprefix(f'{path}: ')}"
-        ) from None
+        raise CLIError(f"{path} is not a chainrule model file: {e.reason}") from None
 
 
 def _check_spec(path, spec, layers, task, features, classes, scaling):

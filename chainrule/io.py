@@ -37,7 +37,11 @@ _MAX_HEADER = 100_000_000
 
 
 class CheckpointError(ValueError):
-    """A file that is not a readable chainrule/safetensors checkpoint."""
+    """A file that is not a readable chainrule/safetensors checkpoint: `path` and the `reason`."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
 
 
 # ---- save ---------------------------------------------------------------------------------------
@@ -160,7 +164,7 @@ def load(path):
     try:
         arrays = _st_load(data)
     except SafetensorError as error:
-        raise CheckpointError(f"{path}: not a valid safetensors file: {error}") from None
+        raise CheckpointError(path, f"not a valid safetensors file: {error}") from None
     metadata = header.get("__metadata__") or {}
     if metadata.get("format") != _FORMAT or "structure" not in metadata:
         return {name: Tensor._wrap(array) for name, array in arrays.items()}
@@ -168,7 +172,7 @@ def load(path):
         structure = json.loads(metadata["structure"])
     except ValueError as error:
         raise CheckpointError(
-            f"{path}: the checkpoint's structure is not valid JSON: {error}"
+            path, f"the checkpoint's structure is not valid JSON: {error}"
         ) from None
     return _decode(structure, arrays, path)
 
@@ -185,9 +189,10 @@ def read_header(data, path):
         foreign = _foreign_format(data)
         if foreign:
             raise CheckpointError(
-                f"{path}: this is {foreign}, not a safetensors checkpoint; chainrule "
+                path,
+                f"this is {foreign}, not a safetensors checkpoint; chainrule "
                 "never unpickles or runs anything from a file. Convert it with "
-                "the library that wrote it (e.g. safetensors.torch.save_file)"
+                "the library that wrote it (e.g. safetensors.torch.save_file)",
             ) from None
         raise
 
@@ -196,31 +201,34 @@ def _framed_header(data, path):
     size = len(data)
     if size < 8:
         raise CheckpointError(
-            f"{path}: {size} bytes is too short for a safetensors file "
+            path,
+            f"{size} bytes is too short for a safetensors file "
             "(an 8-byte header length comes first); the file is truncated or "
-            "empty"
+            "empty",
         )
     (length,) = struct.unpack("<Q", data[:8])
     if length > _MAX_HEADER:
         raise CheckpointError(
-            f"{path}: the header claims a length of {length} bytes, more than "
+            path,
+            f"the header claims a length of {length} bytes, more than "
             f"the {_MAX_HEADER}-byte limit: the file is corrupt or not "
-            "safetensors"
+            "safetensors",
         )
     if 8 + length > size:
         raise CheckpointError(
-            f"{path}: the header claims {length} bytes but only {size - 8} "
-            "follow the length field: the file is truncated or not safetensors"
+            path,
+            f"the header claims {length} bytes but only {size - 8} "
+            "follow the length field: the file is truncated or not safetensors",
         )
     try:
         header = json.loads(data[8 : 8 + length].decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise CheckpointError(
-            f"{path}: the header is not valid JSON: the file is corrupt or not safetensors"
+            path, "the header is not valid JSON: the file is corrupt or not safetensors"
         ) from None
     if not isinstance(header, dict):
         raise CheckpointError(
-            f"{path}: the header is not a JSON object: the file is corrupt or not safetensors"
+            path, "the header is not a JSON object: the file is corrupt or not safetensors"
         )
     end = 0
     for name, info in header.items():
@@ -233,14 +241,15 @@ def _framed_header(data, path):
             and all(isinstance(o, int) for o in offsets)
         ):
             raise CheckpointError(
-                f"{path}: the header entry {name!r} has no valid data_offsets: the file is corrupt"
+                path, f"the header entry {name!r} has no valid data_offsets: the file is corrupt"
             )
         end = max(end, offsets[1])
     available = size - 8 - length
     if end > available:
         raise CheckpointError(
-            f"{path}: the tensors need {end} bytes of data but only {available} "
-            "are present: the file is truncated"
+            path,
+            f"the tensors need {end} bytes of data but only {available} "
+            "are present: the file is truncated",
         )
     return header
 
@@ -263,8 +272,9 @@ def _decode(node, arrays, path):
             key = node["__tensor__"]
             if key not in arrays:
                 raise CheckpointError(
-                    f"{path}: the structure names a tensor {key!r} that the file "
-                    "does not contain: the file is corrupt"
+                    path,
+                    f"the structure names a tensor {key!r} that the file "
+                    "does not contain: the file is corrupt",
                 )
             return Tensor._wrap(arrays[key])
         if "__tuple__" in node:
