@@ -339,8 +339,9 @@ def _accumulate(grads, key, g):
     grads[key] = g if previous is None else previous + g
 
 
-def _nodes_leading_to(roots, target_keys):
-    """The nodes from which some target can be reached; backward skips the rest."""
+def graph_nodes(roots):
+    """Every node reachable from `roots` (iteratively: depth is unlimited), oldest first, which is
+    a topological order: each node comes after the nodes it takes inputs from."""
     seen = set(roots)
     stack = list(roots)
     while stack:
@@ -349,8 +350,13 @@ def _nodes_leading_to(roots, target_keys):
             if type(parent) is Node and parent not in seen:
                 seen.add(parent)
                 stack.append(parent)
+    return sorted(seen, key=_seq)
+
+
+def _nodes_leading_to(roots, target_keys):
+    """The nodes from which some target can be reached; backward skips the rest."""
     wanted = set()
-    for node in sorted(seen, key=_seq):  # oldest first, so parents are decided before children
+    for node in graph_nodes(roots):  # oldest first, so parents are decided before children
         for parent in node.next:
             if parent is not None and (parent in target_keys or parent in wanted):
                 wanted.add(node)

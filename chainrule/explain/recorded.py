@@ -13,6 +13,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..engine.autograd import grad as _engine_grad
+from ..engine.autograd import graph_nodes
 from ..engine.broadcast import sum_to_array
 from ..engine.op import IDENTITY, LOCAL, NEGATE, Node
 from ..engine.tensor import Tensor
@@ -111,15 +112,7 @@ class Recorded:
 
     # ---- structure --------------------------------------------------------------------------
     def _collect(self, root):
-        nodes = {root}
-        stack = [root]
-        while stack:
-            node = stack.pop()
-            for parent in node.next:
-                if type(parent) is Node and parent not in nodes:
-                    nodes.add(parent)
-                    stack.append(parent)
-        for node in sorted(nodes, key=lambda n: n.seq):
+        for node in graph_nodes([root]):
             if node.saved is None:
                 raise GraphError(
                     f"explain: the graph was freed by a backward() without retain_graph=True "
