@@ -764,3 +764,12 @@ def test_function_outputs_of_mixed_dtypes_are_refused():
 
     with pytest.raises(TypeError, match="one float dtype"):
         Mixed.apply(cr.tensor([1.0], dtype=cr.float64, requires_grad=True))
+
+
+def test_a_leaf_grad_does_not_alias_the_gradient_passed_to_backward():
+    for make_seed in (lambda a: cr.tensor(a), lambda a: a):  # a Tensor, or a NumPy array
+        x = cr.tensor([1.0, 2.0], requires_grad=True)
+        seed = make_seed(np.array([3.0, 4.0], dtype=np.float32))
+        x.backward(seed)  # the gradient reaches the leaf unchanged
+        (seed.data if isinstance(seed, cr.Tensor) else seed)[0] = 99.0
+        np.testing.assert_array_equal(x.grad.numpy(), [3.0, 4.0])

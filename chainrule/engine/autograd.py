@@ -112,7 +112,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
     if grad_tensors is None:
         grad_tensors = [None] * len(tensors)
-    elif isinstance(grad_tensors, Tensor):
+    elif isinstance(grad_tensors, Tensor | np.ndarray):
         grad_tensors = [grad_tensors]
     else:
         grad_tensors = list(grad_tensors)
@@ -197,7 +197,7 @@ def _seed(tensor, gradient, create_graph):
             # Keep the seed in the graph (a gradient of gradients may flow into it), in the
             # output's dtype, as the first-order path casts it.
             return gradient if gradient.dtype == tensor.dtype else gradient.to(tensor.dtype)
-        seed = seed.astype(tensor.dtype, copy=True)
+        seed = seed.astype(tensor.dtype, copy=False)
     return Tensor._wrap(seed) if create_graph else seed
 
 
@@ -205,9 +205,13 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
     if retain_graph is None:
         retain_graph = create_graph
     grads = {}  # node or leaf tensor -> gradient flowing into it, summed over paths
+    # Arrays a leaf may not keep as its .grad without a copy: the caller's seeds, for a start.
+    seen_arrays = set()
     for tensor, gradient in zip(outputs, gradients):
         key = tensor.grad_fn or tensor
-        _accumulate(grads, key, _seed(tensor, gradient, create_graph))
+        seed = _seed(tensor, gradient, create_graph)
+        seen_arrays.add(id(seed))
+        _accumulate(grads, key, seed)
 
     # Newest node first: creation order is a topological order, so when a node leaves the heap
     # every path into it has delivered its gradient.
@@ -299,7 +303,6 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
         state.enabled = previous_mode
 
     # What is left in `grads` are the leaves' totals.
-    seen_arrays = set()
     for leaf, g in grads.items():
         if leaf._hooks:
             g = _run_hooks(leaf._hooks, g, create_graph)
@@ -308,8 +311,8 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
                 g = np.asarray(g)
             if g.dtype != leaf.data.dtype:
                 g = g.astype(leaf.data.dtype)
-            # A gradient can reach two leaves as one array (through `a + b`), or as a read-only
-            # broadcast view: each leaf gets an array of its own.
+            # A gradient can reach two leaves as one array (through `a + b`), be the caller's own
+            # seed array, or a view: each leaf gets an array of its own.
             if g.base is not None or id(g) in seen_arrays:
                 g = g.copy()
             seen_arrays.add(id(g))
