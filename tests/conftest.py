@@ -81,30 +81,35 @@ def pair(array, requires_grad=True):
     return cr.tensor(array, requires_grad=grad), torch.tensor(array, requires_grad=grad)
 
 
-class Exp(cr.autograd.Function):
-    """exp with its output saved and backward in differentiable ops, as PyTorch's docs write it;
-    shared by the custom-Function tests, beside its PyTorch twin."""
+def _exp_and_cube(lib):
+    """Two custom Functions written once for either library: exp saving its output and x**3
+    saving its input, both with backward in differentiable ops (as PyTorch's docs write them)."""
 
-    @staticmethod
-    def forward(ctx, x):
-        result = cr.exp(x)
-        ctx.save_for_backward(result)
-        return result
+    class Exp(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            result = lib.exp(x)
+            ctx.save_for_backward(result)
+            return result
 
-    @staticmethod
-    def backward(ctx, grad_output):
-        (result,) = ctx.saved_tensors
-        return grad_output * result
+        @staticmethod
+        def backward(ctx, grad_output):
+            (result,) = ctx.saved_tensors
+            return grad_output * result
+
+    class Cube(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x * x
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            (x,) = ctx.saved_tensors
+            return grad_output * 3.0 * x * x
+
+    return Exp, Cube
 
 
-class TorchExp(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        result = torch.exp(x)
-        ctx.save_for_backward(result)
-        return result
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (result,) = ctx.saved_tensors
-        return grad_output * result
+Exp, Cube = _exp_and_cube(cr)
+TorchExp, TorchCube = _exp_and_cube(torch)

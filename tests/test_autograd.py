@@ -9,7 +9,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
-from conftest import Exp, TorchExp, assert_close
+from conftest import Cube, Exp, TorchCube, TorchExp, assert_close
 
 import chainrule as cr
 
@@ -299,28 +299,23 @@ def test_removed_hook_no_longer_runs():
 # ---- custom Function ----------------------------------------------------------------------------
 
 
-class Scale(cr.autograd.Function):
-    """x * k with a Python-number k, which gets no gradient (backward returns None for it)."""
+def _scale(lib):
+    class Scale(lib.autograd.Function):
+        """x * k with a Python-number k, which gets no gradient (backward returns None for it)."""
 
-    @staticmethod
-    def forward(ctx, x, k):
-        ctx.k = k
-        return x * k
+        @staticmethod
+        def forward(ctx, x, k):
+            ctx.k = k
+            return x * k
 
-    @staticmethod
-    def backward(ctx, grad_output):
-        return grad_output * ctx.k, None
+        @staticmethod
+        def backward(ctx, grad_output):
+            return grad_output * ctx.k, None
+
+    return Scale
 
 
-class TorchScale(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, k):
-        ctx.k = k
-        return x * k
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        return grad_output * ctx.k, None
+Scale, TorchScale = _scale(cr), _scale(torch)
 
 
 class FirstTimesSecond(cr.autograd.Function):
@@ -388,30 +383,6 @@ def test_custom_function_backward_returning_the_wrong_number_of_gradients_is_an_
     (a, b), _ = leaves(X, W)
     with pytest.raises(RuntimeError, match="returned 1 gradients but forward took 2"):
         TooFew.apply(a, b).sum().backward()
-
-
-class Cube(cr.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x * x
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (x,) = ctx.saved_tensors
-        return grad_output * 3.0 * x * x
-
-
-class TorchCube(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x * x
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (x,) = ctx.saved_tensors
-        return grad_output * 3.0 * x * x
 
 
 def test_custom_function_input_changed_in_place_after_saving_is_refused_like_pytorch():
@@ -681,28 +652,22 @@ def test_custom_function_saved_tensors_are_freed_by_backward():
 # ---- custom Function with several outputs --------------------------------------------------------
 
 
-class SinCos(cr.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return cr.sin(x), cr.cos(x)
+def _sin_cos(lib):
+    class SinCos(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return lib.sin(x), lib.cos(x)
 
-    @staticmethod
-    def backward(ctx, grad_sin, grad_cos):
-        (x,) = ctx.saved_tensors
-        return grad_sin * cr.cos(x) - grad_cos * cr.sin(x)
+        @staticmethod
+        def backward(ctx, grad_sin, grad_cos):
+            (x,) = ctx.saved_tensors
+            return grad_sin * lib.cos(x) - grad_cos * lib.sin(x)
+
+    return SinCos
 
 
-class TorchSinCos(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.sin(x), torch.cos(x)
-
-    @staticmethod
-    def backward(ctx, grad_sin, grad_cos):
-        (x,) = ctx.saved_tensors
-        return grad_sin * torch.cos(x) - grad_cos * torch.sin(x)
+SinCos, TorchSinCos = _sin_cos(cr), _sin_cos(torch)
 
 
 def test_function_with_several_outputs_matches_pytorch_to_second_order():

@@ -4,7 +4,7 @@ through `backward`, `cr.grad` and a custom Function whose backward is written in
 import numpy as np
 import pytest
 import torch
-from conftest import Exp, TorchExp, assert_close
+from conftest import Cube, Exp, TorchExp, assert_close
 
 import chainrule as cr
 
@@ -94,20 +94,6 @@ def test_second_order_through_matmul_and_reductions_matches_pytorch():
     (h,) = cr.grad((g**2).sum(), w)
     (th,) = torch.autograd.grad((tg**2).sum(), tw)
     assert_close(h, th, "d/dw |d loss/dw|^2")
-
-
-class Cube(cr.autograd.Function):
-    """x**3 with its input saved: backward 3 x^2 g, differentiable in x."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x * x
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (x,) = ctx.saved_tensors
-        return grad_output * 3.0 * x * x
 
 
 @pytest.mark.parametrize("order", [1, 2, 3])
