@@ -21,6 +21,7 @@ demo: $(VENV)/.installed
 	$(BIN)/chainrule demo
 
 test: $(VENV)/.installed-test
+	scripts/system-deps
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-test
