@@ -9,9 +9,12 @@ from ..ops import (
 )
 from ..ops import (
     as_tensor,
+    clamp,
+    exp,
     gather,
     gelu,
     linear,
+    log,
     log_softmax,
     relu,
     sigmoid,
@@ -179,6 +182,72 @@ def binary_cross_entropy_with_logits(
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):  # noqa: A002
+    """-[y log x + (1 - y) log(1 - x)] of probabilities x, each log clamped at -100 as in
+    PyTorch, so that x of exactly 0 or 1 gives a finite loss."""
+    x, y = as_tensor(input), as_tensor(target)
+    _same_shape("binary_cross_entropy", x, y)
+    values = x.data
+    if ((values < 0) | (values > 1)).any():
+        raise ValueError(
+            "binary_cross_entropy: all elements of input should be between 0 and 1 (got "
+            f"{values.min():.4g} to {values.max():.4g}); for logits use "
+            "binary_cross_entropy_with_logits"
+        )
+    loss = -(y * clamp(log(x), min=-100) + (1 - y) * clamp(log(1 - x), min=-100))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "binary_cross_entropy")
+
+
+def _piecewise_quadratic(name, input, target, reduction, width, scale_linear):  # noqa: A002
+    x, y = as_tensor(input), as_tensor(target)
+    _same_shape(name, x, y)
+    diff = x - y
+    size = _abs(diff)
+    if width == 0:
+        return _reduce(size, reduction, name)
+    quadratic = 0.5 * diff * diff
+    if scale_linear:  # Huber: delta (|d| - delta / 2) beyond delta
+        loss = where(size < width, quadratic, width * (size - 0.5 * width))
+    else:  # smooth L1: the Huber loss divided by beta
+        loss = where(size < width, quadratic / width, size - 0.5 * width)
+    return _reduce(loss, reduction, name)
+
+
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0):  # noqa: A002
+    """0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (the L1 loss when beta is 0)."""
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta}")
+    return _piecewise_quadratic("smooth_l1_loss", input, target, reduction, beta, False)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0):  # noqa: A002
+    """0.5 d^2 where |d| < delta, else delta (|d| - delta / 2)."""
+    if delta <= 0:
+        raise ValueError(f"huber_loss: delta must be > 0, got {delta}")
+    return _piecewise_quadratic("huber_loss", input, target, reduction, delta, True)
+
+
+def silu(input, inplace=False):  # noqa: A002
+    x = as_tensor(input)
+    return x * sigmoid(x)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):  # noqa: A002
+    x = as_tensor(input)
+    return where(x > 0, x, x * negative_slope)
+
+
+def elu(input, alpha=1.0, inplace=False):  # noqa: A002
+    x = as_tensor(input)
+    # exp of the clamped input: the branch where() drops must not overflow into the gradient.
+    return where(x > 0, x, alpha * (exp(clamp(x, max=0)) - 1))
+
+
+__all__ += ["binary_cross_entropy", "elu", "huber_loss", "leaky_relu", "silu", "smooth_l1_loss"]
 
 
 # ---- layer functions (the training toolkit) -----------------------------------------------------

@@ -6,6 +6,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from ..engine import dtypes
+from ..engine.device import check_device, is_device, no_gpu_message
 from ..engine.tensor import Tensor
 
 
@@ -249,16 +250,19 @@ class Module:
         return _IncompatibleKeys(missing, unexpected)
 
     # ---- dtype conversion ------------------------------------------------------------------------
-    def to(self, *args, dtype=None, **kwargs):
+    def to(self, *args, dtype=None, device=None, non_blocking=False, **kwargs):
         """`to(dtype)` converts floating-point parameters, their gradients and buffers, in place
         (the Parameter objects stay the same, so an optimizer holding them keeps working).
-        A device of "cpu" is accepted and ignored, as chainrule runs on the CPU."""
+        `to(device)` and `to(device, dtype)` accept the CPU, where chainrule runs, and refuse
+        other devices with an error naming the CPU alternative; `to(tensor)` takes its dtype."""
         for arg in args:
-            if isinstance(arg, str) and arg.split(":")[0] == "cpu":
-                continue
-            dtype = arg
-        kwargs.pop("device", None)
-        kwargs.pop("non_blocking", None)
+            if isinstance(arg, Tensor):
+                dtype = arg.dtype
+            elif is_device(arg):
+                device = arg
+            else:
+                dtype = arg
+        check_device("Module.to", device)
         if kwargs:
             raise TypeError(f"Module.to(): unexpected arguments {sorted(kwargs)}")
         if dtype is None:
@@ -273,6 +277,12 @@ class Module:
                     t.grad = Tensor._wrap(t.grad.data.astype(dtype))
                 t._bump_version()
         return self
+
+    def cpu(self):
+        return self
+
+    def cuda(self, device=None):
+        raise RuntimeError(no_gpu_message("Module.cuda()"))
 
     def float(self):
         return self.to(dtypes.float32)

@@ -4,7 +4,7 @@ The engine defines Tensor without knowing any op; this is the one place they mee
 import numpy as np
 
 from ..engine import dtypes
-from ..engine.device import CPU, check_device, is_device
+from ..engine.device import CPU, check_device, is_device, no_gpu_message
 from ..engine.tensor import Tensor
 from . import creation, indexing, inplace, linalg, nn, shape
 from . import elementwise as ew
@@ -57,6 +57,10 @@ def _cpu(self, memory_format=None):
     return self
 
 
+def _cuda(self, device=None, non_blocking=False, memory_format=None):
+    raise RuntimeError(no_gpu_message("Tensor.cuda()"))
+
+
 def _format(self, spec):
     # As PyTorch: a 0-d tensor formats as its number (f"{loss:.4f}"), others only without a spec.
     if self.ndim == 0:
@@ -68,6 +72,7 @@ CONVERSIONS = {
     "to": _to,
     "type": _type,
     "cpu": _cpu,
+    "cuda": _cuda,
     "get_device": lambda self: -1,  # PyTorch's answer for a CPU tensor
     "__format__": _format,
     "half": lambda self: shape.to(self, np.float16),  # refused by as_dtype, naming float32
