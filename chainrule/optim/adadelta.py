@@ -28,9 +28,10 @@ class Adadelta(Optimizer):
         if weight_decay != 0:
             grad = grad + weight_decay * param
         square_avg, acc_delta = state["square_avg"], state["acc_delta"]
+        # (value * a) * b, in the order of PyTorch's addcmul_, so the rounding is the same.
         square_avg *= rho
-        square_avg += (1 - rho) * (grad * grad)
+        square_avg += (1 - rho) * grad * grad
         delta = np.sqrt(acc_delta + eps) / np.sqrt(square_avg + eps) * grad
         acc_delta *= rho
-        acc_delta += (1 - rho) * (delta * delta)
+        acc_delta += (1 - rho) * delta * delta
         param -= lr * delta

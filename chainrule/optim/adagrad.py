@@ -49,4 +49,5 @@ class Adagrad(Optimizer):
             grad = grad + weight_decay * param
         clr = lr / (1 + (state["step"] - 1) * group["lr_decay"])
         state["sum"] += grad * grad
-        param -= clr * (grad / (np.sqrt(state["sum"]) + eps))
+        # (value * a) / b, in the order of PyTorch's addcdiv_, so the rounding is the same.
+        param += -clr * grad / (np.sqrt(state["sum"]) + eps)
