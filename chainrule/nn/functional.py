@@ -3,6 +3,7 @@
 
 import numpy as np
 
+from ..engine.function import Function
 from ..engine.tensor import Tensor
 from ..ops import (
     abs as _abs,
@@ -184,19 +185,49 @@ def binary_cross_entropy_with_logits(
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
 
 
+# PyTorch's floor for x (1 - x) in the gradient: 1e-12 as a float32, widened.
+_BCE_EPSILON = float(np.float32(1e-12))
+
+
+class _BinaryCrossEntropy(Function):
+    """Elementwise -[y max(log x, -100) + (1 - y) max(log(1 - x), -100)] with PyTorch's
+    gradients: (x - y) / max(x (1 - x), 1e-12) for x, log(1 - x) - log(x) for y; both written
+    in ops, so they are differentiable again."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        with np.errstate(divide="ignore"):
+            log_x = np.maximum(np.log(x.data), -100)
+            log_1mx = np.maximum(np.log1p(-x.data), -100)
+        return Tensor._wrap(-(y.data * log_x + (1 - y.data) * log_1mx))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        grad_x = g * (x - y) / clamp(x * (1 - x), min=_BCE_EPSILON)
+        grad_y = None
+        if y.requires_grad:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                grad_y = g * (log(1 - x) - log(x))
+        return grad_x, grad_y
+
+
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):  # noqa: A002
     """-[y log x + (1 - y) log(1 - x)] of probabilities x, each log clamped at -100 as in
-    PyTorch, so that x of exactly 0 or 1 gives a finite loss."""
+    PyTorch, so that x of exactly 0 or 1 gives a finite loss; the gradient is PyTorch's."""
     x, y = as_tensor(input), as_tensor(target)
     _same_shape("binary_cross_entropy", x, y)
     values = x.data
-    if ((values < 0) | (values > 1)).any():
+    if values.size and ((values < 0) | (values > 1)).any():
         raise ValueError(
             "binary_cross_entropy: all elements of input should be between 0 and 1 (got "
             f"{values.min():.4g} to {values.max():.4g}); for logits use "
             "binary_cross_entropy_with_logits"
         )
-    loss = -(y * clamp(log(x), min=-100) + (1 - y) * clamp(log(1 - x), min=-100))
+    if y.dtype != x.dtype:
+        y = y.to(x.dtype)
+    loss = _BinaryCrossEntropy.apply(x, y)
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction, "binary_cross_entropy")
