@@ -60,10 +60,12 @@ def as_dtype(dtype):
             pass
         if resolved in SUPPORTED:
             return resolved
+    names = ", ".join(str(d) for d in SUPPORTED)
     name = getattr(resolved if resolved is not None else dtype, "name", None)
     if name in _INSTEAD:
-        raise TypeError(f"dtype {name} is not supported; use {_INSTEAD[name]}")
-    names = ", ".join(str(d) for d in SUPPORTED)
+        raise TypeError(
+            f"dtype {name} is not supported; use {_INSTEAD[name]} (chainrule supports {names})"
+        )
     raise TypeError(f"dtype {dtype!r} is not supported; chainrule supports {names}")
 
 
