@@ -68,7 +68,8 @@ def _format(self, spec):
     return object.__format__(self, spec)
 
 
-CONVERSIONS = {
+TORCH_SURFACE = {
+    "nelement": lambda self: self.numel(),
     "to": _to,
     "type": _type,
     "cpu": _cpu,
@@ -202,7 +203,7 @@ METHODS = {
     "softmax": lambda self, dim: nn.softmax(self, dim),
     "log_softmax": lambda self, dim: nn.log_softmax(self, dim),
     # dtype and device
-    **CONVERSIONS,
+    **TORCH_SURFACE,
     # in place
     "add_": inplace.add_,
     "sub_": inplace.sub_,
