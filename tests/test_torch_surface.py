@@ -759,3 +759,29 @@ def test_unsupported_torch_names_get_one_line_naming_the_alternative(name):
         getattr(cr, name)
     message = str(info.value)
     assert f"torch.{name}" in message and "\n" not in message and len(message) > 40
+
+
+def test_parameter_dict_orders_keys_as_torch():
+    # A plain dict is sorted by key; pairs and OrderedDicts keep their order.
+    from collections import OrderedDict
+
+    for kind in (dict, list, OrderedDict):
+        ours, theirs = nn.ParameterDict(), torch.nn.ParameterDict()
+        ours.update(kind([("b", cr.zeros(1)), ("a", cr.zeros(2))]))
+        theirs.update(kind([("b", torch.zeros(1)), ("a", torch.zeros(2))]))
+        assert list(ours) == list(theirs), kind
+
+
+def test_log10_log2_nelement_and_dropout_inplace_as_torch():
+    x = np.array([0.5, 1.0, 10.0, 1234.5])
+    ours, theirs = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    for name in ("log10", "log2"):
+        a, b = getattr(ours, name)(), getattr(theirs, name)()
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-15)
+        a.sum().backward()
+        b.sum().backward()
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-15)
+    assert ours.nelement() == theirs.nelement() == 4
+    layer = nn.Dropout(0.5, inplace=True).eval()
+    assert layer(ours) is ours
+    assert F.dropout(ours, 0.5, training=False, inplace=True) is ours

@@ -501,7 +501,7 @@ def _renorm_rows(weight, rows, max_norm, norm_type):
         weight._bump_version()
 
 
-def dropout(input, p=0.5, training=True):  # noqa: A002
+def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002
     """Zero each element with probability p and scale the rest by 1/(1-p) while training; the mask
     is drawn from the generator `cr.manual_seed` sets."""
     from ..ops.creation import default_generator

@@ -230,7 +230,14 @@ class ParameterDict(Module):
         return self._parameters.pop(key)
 
     def update(self, parameters):
-        pairs = parameters.items() if hasattr(parameters, "items") else parameters
+        # As PyTorch: a plain dict is taken in sorted key order; an OrderedDict, a ParameterDict
+        # or a sequence of pairs keeps its order.
+        if isinstance(parameters, OrderedDict | ParameterDict):
+            pairs = parameters.items()
+        elif hasattr(parameters, "items"):
+            pairs = sorted(parameters.items())
+        else:
+            pairs = parameters
         for key, value in pairs:
             self[key] = value
 
@@ -383,11 +390,11 @@ class Dropout(Module):
     """Zeroes elements with probability p while training (scaling the rest by 1/(1-p)); the
     identity in eval mode."""
 
-    def __init__(self, p=0.5):
+    def __init__(self, p=0.5, inplace=False):
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: p must be between 0 and 1, got {p}")
-        self.p = p
+        self.p, self.inplace = p, inplace  # inplace accepted; the result is a new tensor
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training)

@@ -1,6 +1,8 @@
 """Attach operators and methods to Tensor, so `a * b` and `x.sum()` call the ops declared here.
 The engine defines Tensor without knowing any op; this is the one place they meet."""
 
+import math
+
 import numpy as np
 
 from ..engine import dtypes
@@ -70,6 +72,9 @@ def _format(self, spec):
 
 TORCH_SURFACE = {
     "nelement": lambda self: self.numel(),
+    # log(x) / log(base): within an ulp of PyTorch's log10/log2, until they are ops of their own.
+    "log10": lambda self: ew.log(self) / math.log(10),
+    "log2": lambda self: ew.log(self) / math.log(2),
     "to": _to,
     "type": _type,
     "cpu": _cpu,
