@@ -5,9 +5,10 @@ from the same initial weights (float32 rounding).
 
 The same initial weights: the first module a program calls has its parameters recorded in the
 PyTorch run and copied into the chainrule run at that moment, by name. The same random draws: in
-the chainrule run (from that first call on, PyTorch's generator where the PyTorch run had it), the random functions a program calls (`torch.randn`, `randint`, `randn_like`,
-`Generator`, dropout masks...) draw from PyTorch's generators, seeded as the program seeds them,
-so that both runs see the same numbers; the program itself is not touched.
+the chainrule run, the random functions a program calls (`torch.randn`, `randint`, `randn_like`,
+`Generator`, dropout masks, the DataLoader's seeds...) draw from PyTorch's generators, seeded as
+the program seeds them, and at each sync point (that first call, each DataLoader iteration) the
+global generator is where the PyTorch run had it. The programs themselves are not touched.
 """
 
 import contextlib
@@ -133,6 +134,14 @@ def _dropout_from_torch(input, p=0.5, training=True, inplace=False):  # noqa: A0
 _loader_iter = cr.data.DataLoader.__iter__
 
 
+def _random_sampler_iter(sampler):
+    # PyTorch's RandomSampler without a generator: a seed drawn from the global generator, then
+    # randperm from a generator seeded with it.
+    seed = int(torch.empty((), dtype=torch.int64).random_().item())
+    generator = torch.Generator().manual_seed(seed)
+    return iter(torch.randperm(len(sampler.data_source), generator=generator).tolist())
+
+
 def _iter_drawing_a_base_seed(loader):
     # PyTorch's DataLoader draws a base seed for its workers from the global generator each time
     # an iteration starts; the chainrule run draws it too, so later draws stay in step.
@@ -140,14 +149,24 @@ def _iter_drawing_a_base_seed(loader):
     return _loader_iter(loader)
 
 
-def _run(source, module_class, tensor_class, on_first_call, monkeypatch):
-    losses, called = [], []
+def _run(source, library, on_first_call, on_sync, monkeypatch):
+    """Execute `source`, returning the 0-d tensors handed to backward() and what it printed;
+    `on_first_call(module)` runs at the first module call, `on_sync()` then and whenever a
+    DataLoader iteration starts."""
+    if library is torch:
+        classes = torch.nn.Module, torch.Tensor, torch.utils.data.DataLoader
+    else:
+        classes = cr.nn.Module, cr.Tensor, cr.data.DataLoader
+    module_class, tensor_class, loader_class = classes
     original_call, original_backward = module_class.__call__, tensor_class.backward
+    original_iter = loader_class.__iter__
+    losses, called = [], []
 
     def call(self, *args, **kwargs):
         if not called:
             called.append(True)
             on_first_call(self)
+            on_sync()
         return original_call(self, *args, **kwargs)
 
     def backward(self, *args, **kwargs):
@@ -155,28 +174,34 @@ def _run(source, module_class, tensor_class, on_first_call, monkeypatch):
             losses.append(float(self.detach()))
         return original_backward(self, *args, **kwargs)
 
-    monkeypatch.setattr(module_class, "__call__", call)
-    monkeypatch.setattr(tensor_class, "backward", backward)
+    def iterate(loader):
+        on_sync()
+        return original_iter(loader)
+
     out = io.StringIO()
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(module_class, "__call__", call)
+        patch.setattr(tensor_class, "backward", backward)
+        patch.setattr(loader_class, "__iter__", iterate)
         with contextlib.redirect_stdout(out):
             exec(compile(source, "<program>", "exec"), {"__name__": "__main__"})
-    finally:
-        monkeypatch.setattr(module_class, "__call__", original_call)
-        monkeypatch.setattr(tensor_class, "backward", original_backward)
     return losses, out.getvalue()
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _numbers(output):
+    return [float(n) for n in _NUMBER.findall(output)]
 
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=[p.stem for p in PROGRAMS])
 def test_program_runs_unchanged_with_torch_losses(path, monkeypatch):
     source = path.read_text()
-    initial, rng_state = {}, []
+    initial, states, synced = {}, [], []
 
     def record(module):
         initial.update({n: p.detach().numpy().copy() for n, p in module.named_parameters()})
-        # PyTorch's initialisation drew from its generator, chainrule's from its own: from here
-        # on both runs draw PyTorch's numbers from the same point.
-        rng_state.append(torch.get_rng_state())
 
     def apply(module):
         names = [n for n, _ in module.named_parameters()]
@@ -184,10 +209,20 @@ def test_program_runs_unchanged_with_torch_losses(path, monkeypatch):
         with cr.no_grad():
             for name, p in module.named_parameters():
                 p.copy_(cr.tensor(initial[name]))
-        torch.set_rng_state(rng_state[0])
+
+    # PyTorch's initialisation draws from its generator, chainrule's from its own: at each sync
+    # point (the first module call, each DataLoader iteration) the chainrule run takes up
+    # PyTorch's generator where the PyTorch run had it.
+    def remember():
+        states.append(torch.get_rng_state())
+
+    def restore():
+        assert len(synced) < len(states), "the programs reached different sync points"
+        torch.set_rng_state(states[len(synced)])
+        synced.append(True)
 
     torch.manual_seed(0)
-    theirs, their_output = _run(source, torch.nn.Module, torch.Tensor, record, monkeypatch)
+    theirs, their_output = _run(source, torch, record, remember, monkeypatch)
     torch.manual_seed(0)
     cr.manual_seed(0)
     with monkeypatch.context() as patch:
@@ -195,11 +230,16 @@ def test_program_runs_unchanged_with_torch_losses(path, monkeypatch):
             patch.setattr(cr, name, replacement)
         patch.setattr(cr.nn.functional, "dropout", _dropout_from_torch)
         patch.setattr(cr.data.DataLoader, "__iter__", _iter_drawing_a_base_seed)
-        ours, our_output = _run(to_chainrule(source), cr.nn.Module, cr.Tensor, apply, monkeypatch)
-    assert len(theirs) > 3, "the program should train"
+        patch.setattr(cr.data.RandomSampler, "__iter__", _random_sampler_iter)
+        ours, our_output = _run(to_chainrule(source), cr, apply, restore, monkeypatch)
+    assert len(synced) == len(states)
     assert len(ours) == len(theirs)
+    assert np.isfinite(theirs).all(), "the PyTorch run itself diverged: fix the program's sizes"
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5, err_msg=path.name)
-    assert len(our_output.splitlines()) == len(their_output.splitlines())
+    # What the program prints, number by number (a program may train without calling backward).
+    assert np.isfinite(_numbers(their_output)).all()
+    assert _numbers(our_output) == pytest.approx(_numbers(their_output), rel=1e-4, abs=1e-5)
+    assert len(theirs) + len(_numbers(their_output)) > 3, "the program should train"
 
 
 def test_import_rewriting_changes_only_import_lines():
