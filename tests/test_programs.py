@@ -3,17 +3,19 @@ replaced by synthetic data) run with only their import lines rewritten to chainr
 what PyTorch computes: every loss on which backward() is called equals PyTorch's, step for step,
 from the same initial weights (float32 rounding).
 
-The same initial weights: the first module a program calls has its parameters recorded in the
-PyTorch run and copied into the chainrule run at that moment, by name. The same random draws: in
+The same initial weights: each model (a module the program itself calls) has its parameters
+recorded at its first call in the PyTorch run and copied into the chainrule run at that moment,
+by name. The same random draws: in
 the chainrule run, the random functions a program calls (`torch.randn`, `randint`, `randn_like`,
 `Generator`, dropout masks, the DataLoader's seeds...) draw from PyTorch's generators, seeded as
-the program seeds them, and at each sync point (that first call, each DataLoader iteration) the
+the program seeds them, and at each sync point (each model's first call, each DataLoader iteration) the
 global generator is where the PyTorch run had it. The programs themselves are not touched.
 """
 
 import contextlib
 import io
 import re
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -151,8 +153,8 @@ def _iter_drawing_a_base_seed(loader):
 
 def _run(source, library, on_first_call, on_sync, monkeypatch):
     """Execute `source`, returning the 0-d tensors handed to backward() and what it printed;
-    `on_first_call(module)` runs at the first module call, `on_sync()` then and whenever a
-    DataLoader iteration starts."""
+    `on_first_call(module)` runs at each model's first call (a module called from the program,
+    not from another module), `on_sync()` then and whenever a DataLoader iteration starts."""
     if library is torch:
         classes = torch.nn.Module, torch.Tensor, torch.utils.data.DataLoader
     else:
@@ -160,14 +162,19 @@ def _run(source, library, on_first_call, on_sync, monkeypatch):
     module_class, tensor_class, loader_class = classes
     original_call, original_backward = module_class.__call__, tensor_class.backward
     original_iter = loader_class.__iter__
-    losses, called = [], []
+    # Weakly held: a loss module made afresh each step is a new model, even at a reused address.
+    losses, seen, depth = [], weakref.WeakSet(), [0]
 
     def call(self, *args, **kwargs):
-        if not called:
-            called.append(True)
+        if depth[0] == 0 and self not in seen:  # a model's first call from the program
+            seen.add(self)
             on_first_call(self)
             on_sync()
-        return original_call(self, *args, **kwargs)
+        depth[0] += 1
+        try:
+            return original_call(self, *args, **kwargs)
+        finally:
+            depth[0] -= 1
 
     def backward(self, *args, **kwargs):
         if self.ndim == 0:
@@ -188,7 +195,8 @@ def _run(source, library, on_first_call, on_sync, monkeypatch):
     return losses, out.getvalue()
 
 
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+# Numbers standing alone: not the digits of a name (float32, NegBackward0).
+_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?!\w)")
 
 
 def _numbers(output):
@@ -198,20 +206,23 @@ def _numbers(output):
 @pytest.mark.parametrize("path", PROGRAMS, ids=[p.stem for p in PROGRAMS])
 def test_program_runs_unchanged_with_torch_losses(path, monkeypatch):
     source = path.read_text()
-    initial, states, synced = {}, [], []
+    initial, applied, states, synced = [], [], [], []
 
     def record(module):
-        initial.update({n: p.detach().numpy().copy() for n, p in module.named_parameters()})
+        initial.append({n: p.detach().numpy().copy() for n, p in module.named_parameters()})
 
     def apply(module):
+        assert len(applied) < len(initial), "the programs called different models"
+        weights = initial[len(applied)]
+        applied.append(True)
         names = [n for n, _ in module.named_parameters()]
-        assert names == list(initial), f"parameter names differ: {names} vs {list(initial)}"
+        assert names == list(weights), f"parameter names differ: {names} vs {list(weights)}"
         with cr.no_grad():
             for name, p in module.named_parameters():
-                p.copy_(cr.tensor(initial[name]))
+                p.copy_(cr.tensor(weights[name]))
 
     # PyTorch's initialisation draws from its generator, chainrule's from its own: at each sync
-    # point (the first module call, each DataLoader iteration) the chainrule run takes up
+    # point (a model's first call, each DataLoader iteration) the chainrule run takes up
     # PyTorch's generator where the PyTorch run had it.
     def remember():
         states.append(torch.get_rng_state())
