@@ -1,8 +1,7 @@
 """`cr.cuda`: PyTorch's CUDA namespace as PyTorch answers it on a machine without a GPU, so that
 programs written for both take their CPU path (`is_available()` is False)."""
 
-from . import amp as _amp
-from .engine.device import no_gpu_message
+from ..engine.device import no_gpu_message
 
 
 def is_available():
@@ -45,17 +44,4 @@ def empty_cache():
     """Nothing to free without a GPU, as in PyTorch."""
 
 
-class _CudaAmp:
-    """`cr.cuda.amp`: PyTorch's deprecated spellings of `cr.amp.GradScaler("cuda")` and
-    `cr.amp.autocast("cuda")`, disabled here as PyTorch disables them without a GPU."""
-
-    @staticmethod
-    def GradScaler(*args, **kwargs):  # noqa: N802 - PyTorch's name
-        return _amp.GradScaler("cuda", *args, **kwargs)
-
-    @staticmethod
-    def autocast(enabled=True, dtype=None, cache_enabled=True):
-        return _amp.autocast("cuda", dtype=dtype, enabled=enabled, cache_enabled=cache_enabled)
-
-
-amp = _CudaAmp()
+from . import amp  # noqa: E402 - `cr.cuda.amp`, also as `from chainrule.cuda.amp import ...`
