@@ -64,7 +64,7 @@ uint8, int8 = _dtypes.np.dtype("uint8"), _dtypes.np.dtype("int8")
 int16 = short = _dtypes.np.dtype("int16")
 
 # Names of PyTorch that chainrule does not have, each with what to use instead, so that a program
-# meets one line of explanation rather than an AttributeError.
+# meets one line of explanation rather than a bare AttributeError (ops not here yet: NOT_YET).
 _NOT_HERE = {
     "compile": "chainrule runs eagerly on NumPy; drop the torch.compile call",
     "jit": "there is no TorchScript; run the module directly",
@@ -77,14 +77,6 @@ _NOT_HERE = {
     "complex64": "chainrule computes in float32 and float64",
     "complex128": "chainrule computes in float32 and float64",
     "channels_last": "chainrule has one memory layout",
-    "masked_fill": "not in chainrule yet: use cr.where(mask, value, x)",
-    "tril": "not in chainrule yet: multiply by a mask built with NumPy (numpy.tril)",
-    "triu": "not in chainrule yet: multiply by a mask built with NumPy (numpy.triu)",
-    "roll": "not in chainrule yet: index with a rolled arange, or cr.cat of two slices",
-    "multinomial": "not in chainrule yet: draw with numpy's Generator.choice on the probabilities",
-    "topk": "not in chainrule yet: cr.max for k=1, or numpy.argsort on tensor.numpy()",
-    "sort": "not in chainrule yet: numpy.sort/argsort on tensor.numpy(), then index",
-    "cumsum": "not in chainrule yet: multiply by a triangular mask of ones and sum",
 }
 
 
@@ -95,8 +87,7 @@ def __getattr__(name):
         import importlib
 
         return importlib.import_module(".explain", __name__)
-    if name in _NOT_HERE:
-        raise AttributeError(
-            f"chainrule has no {name!r} (PyTorch's torch.{name}): {_NOT_HERE[name]}"
-        )
+    hint = _NOT_HERE.get(name) or ops.methods.NOT_YET.get(name)
+    if hint is not None:
+        raise AttributeError(f"chainrule has no {name!r} (PyTorch's torch.{name}): {hint}")
     raise AttributeError(f"module 'chainrule' has no attribute {name!r}")

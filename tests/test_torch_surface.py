@@ -788,3 +788,27 @@ def test_log10_log2_nelement_and_dropout_inplace_as_torch():
     layer = nn.Dropout(0.5, inplace=True).eval()
     assert layer(ours) is ours
     assert F.dropout(ours, 0.5, training=False, inplace=True) is ours
+
+
+def test_non_persistent_buffers_stay_out_of_state_dict_as_torch():
+    def build(m):
+        layer = m.nn.Linear(2, 2)
+        layer.register_buffer("kept", m.zeros(2))
+        layer.register_buffer("scratch", m.ones(3), persistent=False)
+        return layer
+
+    ours, theirs = build(cr), build(torch)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [n for n, _ in ours.named_buffers()] == [n for n, _ in theirs.named_buffers()]
+    ours.load_state_dict(build(cr).state_dict())
+    assert ours.to(cr.float64).scratch.dtype == cr.float64
+
+
+@pytest.mark.parametrize("name", ["masked_fill", "tril", "sort", "topk", "cumsum", "multinomial"])
+def test_tensor_methods_not_here_yet_get_one_line_naming_the_alternative(name):
+    with pytest.raises(AttributeError) as info:
+        getattr(cr.zeros(2), name)
+    message = str(info.value)
+    assert f"Tensor.{name}" in message and "not in chainrule yet" in message
+    assert "\n" not in message
+    assert not hasattr(cr.zeros(1), "no_such_method")

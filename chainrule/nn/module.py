@@ -102,9 +102,18 @@ class Module:
             )
         self._parameters[name] = param
 
-    def register_buffer(self, name, tensor):
-        """A tensor in the module's state (saved, converted by `to`) but not trained."""
+    def register_buffer(self, name, tensor, persistent=True):
+        """A tensor in the module's state (converted by `to`) but not trained; saved in
+        state_dict unless persistent=False, as in PyTorch."""
         self._buffers[name] = tensor
+        non_persistent = self.__dict__.get("_non_persistent_buffers")
+        if non_persistent is None:
+            non_persistent = set()
+            object.__setattr__(self, "_non_persistent_buffers", non_persistent)
+        if persistent:
+            non_persistent.discard(name)
+        else:
+            non_persistent.add(name)
 
     def add_module(self, name, module):
         if module is not None and not isinstance(module, Module):
@@ -208,8 +217,9 @@ class Module:
         for name, p in self._parameters.items():
             if p is not None:
                 destination[prefix + name] = p if keep_vars else p.detach()
+        skipped = self.__dict__.get("_non_persistent_buffers", ())
         for name, b in self._buffers.items():
-            if b is not None:
+            if b is not None and name not in skipped:
                 destination[prefix + name] = b if keep_vars else b.detach()
         for name, module in self._modules.items():
             if module is not None:

@@ -70,6 +70,29 @@ def _format(self, spec):
     return object.__format__(self, spec)
 
 
+# PyTorch ops chainrule does not have yet, each with what to use meanwhile: a program meets one
+# line of explanation (from `Tensor.x` here, from `cr.x` in chainrule/__init__).
+NOT_YET = {
+    "masked_fill": "not in chainrule yet: cr.where(mask, value, x) computes x.masked_fill(mask, value)",
+    "masked_fill_": "not in chainrule yet: x = cr.where(mask, value, x)",
+    "tril": "not in chainrule yet: multiply by (or cr.where on) a mask from numpy.tril",
+    "triu": "not in chainrule yet: multiply by (or cr.where on) a mask from numpy.triu",
+    "roll": "not in chainrule yet: cr.cat of two slices, or index with a rolled arange",
+    "multinomial": "not in chainrule yet: numpy's Generator.choice(n, p=probs.numpy())",
+    "topk": "not in chainrule yet: cr.max(x, dim) for k=1, or numpy.argsort, then index",
+    "sort": "not in chainrule yet: numpy.argsort(x.numpy()), then index x with it",
+    "argsort": "not in chainrule yet: numpy.argsort(x.numpy())",
+    "cumsum": "not in chainrule yet: matmul by a triangular matrix of ones (numpy.tril)",
+}
+
+
+def _missing_attribute(self, name):
+    hint = NOT_YET.get(name)
+    if hint is None:
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    raise AttributeError(f"chainrule's Tensor has no {name!r} (PyTorch's Tensor.{name}): {hint}")
+
+
 TORCH_SURFACE = {
     "nelement": lambda self: self.numel(),
     # log(x) / log(base): within an ulp of PyTorch's log10/log2, until they are ops of their own.
@@ -81,6 +104,7 @@ TORCH_SURFACE = {
     "cuda": _cuda,
     "get_device": lambda self: -1,  # PyTorch's answer for a CPU tensor
     "__format__": _format,
+    "__getattr__": _missing_attribute,
     "half": lambda self: shape.to(self, np.float16),  # refused by as_dtype, naming float32
     "bfloat16": lambda self: shape.to(self, dtypes.bfloat16),
     "type_as": lambda self, other: shape.to(self, other.dtype),
