@@ -9,6 +9,29 @@ int64 = np.dtype(np.int64)
 bool_ = np.dtype(np.bool_)
 
 SUPPORTED = (float32, float64, int32, int64, bool_)
+
+
+class UnsupportedDtype:
+    """A PyTorch dtype NumPy has no counterpart for (bfloat16): it can be named, e.g. in
+    `autocast(dtype=cr.bfloat16)`, but making a tensor with it is refused."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"cr.{self.name}"
+
+
+bfloat16 = UnsupportedDtype("bfloat16")
+# PyTorch dtypes that name a NumPy type chainrule does not compute in, with what to use instead.
+_INSTEAD = {
+    "float16": "float32 (cr.float32): chainrule computes in float32 or float64 on the CPU, "
+    "where half precision brings no speed",
+    "bfloat16": "float32 (cr.float32): NumPy has no bfloat16",
+    "uint8": "bool (cr.bool) for masks, int64 (cr.long) for numbers",
+    "int8": "int32 (cr.int) or int64 (cr.long)",
+    "int16": "int32 (cr.int) or int64 (cr.long)",
+}
 FLOATS = (float32, float64)
 
 _default = [float32]
@@ -29,14 +52,21 @@ def set_default_dtype(dtype):
 
 def as_dtype(dtype):
     """Resolve a dtype given as a chainrule/NumPy dtype, a NumPy type or a name, or refuse it."""
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        resolved = None
-    if resolved is None or resolved not in SUPPORTED:
-        names = ", ".join(str(d) for d in SUPPORTED)
-        raise TypeError(f"dtype {dtype!r} is not supported; chainrule supports {names}")
-    return resolved
+    resolved = None
+    if not isinstance(dtype, UnsupportedDtype):
+        try:
+            resolved = np.dtype(dtype)
+        except TypeError:
+            pass
+        if resolved in SUPPORTED:
+            return resolved
+    names = ", ".join(str(d) for d in SUPPORTED)
+    name = getattr(resolved if resolved is not None else dtype, "name", None)
+    if name in _INSTEAD:
+        raise TypeError(
+            f"dtype {name} is not supported; use {_INSTEAD[name]} (chainrule supports {names})"
+        )
+    raise TypeError(f"dtype {dtype!r} is not supported; chainrule supports {names}")
 
 
 def is_floating(dtype):

@@ -1,26 +1,59 @@
 """`chainrule.nn`: modules, layers, losses and initialisation, with PyTorch's names."""
 
-from . import functional, init
+from . import functional, init, utils
 from .layers import (
+    ELU,
     GELU,
     Conv2d,
     Dropout,
     Embedding,
     Flatten,
+    Identity,
     LayerNorm,
+    LeakyReLU,
     Linear,
+    LogSoftmax,
     MaxPool2d,
+    ModuleDict,
     ModuleList,
+    ParameterDict,
+    ParameterList,
     ReLU,
     Sequential,
     Sigmoid,
+    SiLU,
+    Softmax,
     Softplus,
     Tanh,
 )
-from .loss import SSR, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss
+from .loss import (
+    SSR,
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from .module import Module, Parameter
 
 __all__ = [
+    "BCELoss",
+    "ELU",
+    "HuberLoss",
+    "Identity",
+    "LeakyReLU",
+    "LogSoftmax",
+    "ModuleDict",
+    "NLLLoss",
+    "ParameterDict",
+    "ParameterList",
+    "SiLU",
+    "SmoothL1Loss",
+    "Softmax",
+    "utils",
     "GELU",
     "SSR",
     "BCEWithLogitsLoss",

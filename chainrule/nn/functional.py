@@ -3,15 +3,19 @@
 
 import numpy as np
 
+from ..engine.function import Function
 from ..engine.tensor import Tensor
 from ..ops import (
     abs as _abs,
 )
 from ..ops import (
     as_tensor,
+    clamp,
+    exp,
     gather,
     gelu,
     linear,
+    log,
     log_softmax,
     relu,
     sigmoid,
@@ -179,6 +183,102 @@ def binary_cross_entropy_with_logits(
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
+
+
+# PyTorch's floor for x (1 - x) in the gradient: 1e-12 as a float32, widened.
+_BCE_EPSILON = float(np.float32(1e-12))
+
+
+class _BinaryCrossEntropy(Function):
+    """Elementwise -[y max(log x, -100) + (1 - y) max(log(1 - x), -100)] with PyTorch's
+    gradients: (x - y) / max(x (1 - x), 1e-12) for x, log(1 - x) - log(x) for y; both written
+    in ops, so they are differentiable again."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        with np.errstate(divide="ignore"):
+            log_x = np.maximum(np.log(x.data), -100)
+            log_1mx = np.maximum(np.log1p(-x.data), -100)
+        return Tensor._wrap(-(y.data * log_x + (1 - y.data) * log_1mx))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        grad_x = g * (x - y) / clamp(x * (1 - x), min=_BCE_EPSILON)
+        grad_y = None
+        if y.requires_grad:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                grad_y = g * (log(1 - x) - log(x))
+        return grad_x, grad_y
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):  # noqa: A002
+    """-[y log x + (1 - y) log(1 - x)] of probabilities x, each log clamped at -100 as in
+    PyTorch, so that x of exactly 0 or 1 gives a finite loss; the gradient is PyTorch's."""
+    x, y = as_tensor(input), as_tensor(target)
+    _same_shape("binary_cross_entropy", x, y)
+    values = x.data
+    if values.size and ((values < 0) | (values > 1)).any():
+        raise ValueError(
+            "binary_cross_entropy: all elements of input should be between 0 and 1 (got "
+            f"{values.min():.4g} to {values.max():.4g}); for logits use "
+            "binary_cross_entropy_with_logits"
+        )
+    if y.dtype != x.dtype:
+        y = y.to(x.dtype)
+    loss = _BinaryCrossEntropy.apply(x, y)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "binary_cross_entropy")
+
+
+def _piecewise_quadratic(name, input, target, reduction, width, scale_linear):  # noqa: A002
+    x, y = as_tensor(input), as_tensor(target)
+    _same_shape(name, x, y)
+    diff = x - y
+    size = _abs(diff)
+    if width == 0:
+        return _reduce(size, reduction, name)
+    quadratic = 0.5 * diff * diff
+    if scale_linear:  # Huber: delta (|d| - delta / 2) beyond delta
+        loss = where(size < width, quadratic, width * (size - 0.5 * width))
+    else:  # smooth L1: the Huber loss divided by beta
+        loss = where(size < width, quadratic / width, size - 0.5 * width)
+    return _reduce(loss, reduction, name)
+
+
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0):  # noqa: A002
+    """0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (the L1 loss when beta is 0)."""
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta}")
+    return _piecewise_quadratic("smooth_l1_loss", input, target, reduction, beta, False)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0):  # noqa: A002
+    """0.5 d^2 where |d| < delta, else delta (|d| - delta / 2)."""
+    if delta <= 0:
+        raise ValueError(f"huber_loss: delta must be > 0, got {delta}")
+    return _piecewise_quadratic("huber_loss", input, target, reduction, delta, True)
+
+
+def silu(input, inplace=False):  # noqa: A002
+    x = as_tensor(input)
+    return x * sigmoid(x)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):  # noqa: A002
+    x = as_tensor(input)
+    return where(x > 0, x, x * negative_slope)
+
+
+def elu(input, alpha=1.0, inplace=False):  # noqa: A002
+    x = as_tensor(input)
+    # exp of the clamped input: the branch where() drops must not overflow into the gradient.
+    return where(x > 0, x, alpha * (exp(clamp(x, max=0)) - 1))
+
+
+__all__ += ["binary_cross_entropy", "elu", "huber_loss", "leaky_relu", "silu", "smooth_l1_loss"]
 
 
 # ---- layer functions (the training toolkit) -----------------------------------------------------
@@ -401,7 +501,7 @@ def _renorm_rows(weight, rows, max_norm, norm_type):
         weight._bump_version()
 
 
-def dropout(input, p=0.5, training=True):  # noqa: A002
+def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002
     """Zero each element with probability p and scale the rest by 1/(1-p) while training; the mask
     is drawn from the generator `cr.manual_seed` sets."""
     from ..ops.creation import default_generator

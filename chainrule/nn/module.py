@@ -6,6 +6,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from ..engine import dtypes
+from ..engine.device import check_device, is_device, no_gpu_message
 from ..engine.tensor import Tensor
 
 
@@ -101,9 +102,18 @@ class Module:
             )
         self._parameters[name] = param
 
-    def register_buffer(self, name, tensor):
-        """A tensor in the module's state (saved, converted by `to`) but not trained."""
+    def register_buffer(self, name, tensor, persistent=True):
+        """A tensor in the module's state (converted by `to`) but not trained; saved in
+        state_dict unless persistent=False, as in PyTorch."""
         self._buffers[name] = tensor
+        non_persistent = self.__dict__.get("_non_persistent_buffers")
+        if non_persistent is None:
+            non_persistent = set()
+            object.__setattr__(self, "_non_persistent_buffers", non_persistent)
+        if persistent:
+            non_persistent.discard(name)
+        else:
+            non_persistent.add(name)
 
     def add_module(self, name, module):
         if module is not None and not isinstance(module, Module):
@@ -207,8 +217,9 @@ class Module:
         for name, p in self._parameters.items():
             if p is not None:
                 destination[prefix + name] = p if keep_vars else p.detach()
+        skipped = self.__dict__.get("_non_persistent_buffers", ())
         for name, b in self._buffers.items():
-            if b is not None:
+            if b is not None and name not in skipped:
                 destination[prefix + name] = b if keep_vars else b.detach()
         for name, module in self._modules.items():
             if module is not None:
@@ -249,16 +260,19 @@ class Module:
         return _IncompatibleKeys(missing, unexpected)
 
     # ---- dtype conversion ------------------------------------------------------------------------
-    def to(self, *args, dtype=None, **kwargs):
+    def to(self, *args, dtype=None, device=None, non_blocking=False, **kwargs):
         """`to(dtype)` converts floating-point parameters, their gradients and buffers, in place
         (the Parameter objects stay the same, so an optimizer holding them keeps working).
-        A device of "cpu" is accepted and ignored, as chainrule runs on the CPU."""
+        `to(device)` and `to(device, dtype)` accept the CPU, where chainrule runs, and refuse
+        other devices with an error naming the CPU alternative; `to(tensor)` takes its dtype."""
         for arg in args:
-            if isinstance(arg, str) and arg.split(":")[0] == "cpu":
-                continue
-            dtype = arg
-        kwargs.pop("device", None)
-        kwargs.pop("non_blocking", None)
+            if isinstance(arg, Tensor):
+                dtype = arg.dtype
+            elif is_device(arg):
+                device = arg
+            else:
+                dtype = arg
+        check_device("Module.to", device)
         if kwargs:
             raise TypeError(f"Module.to(): unexpected arguments {sorted(kwargs)}")
         if dtype is None:
@@ -273,6 +287,12 @@ class Module:
                     t.grad = Tensor._wrap(t.grad.data.astype(dtype))
                 t._bump_version()
         return self
+
+    def cpu(self):
+        return self
+
+    def cuda(self, device=None):
+        raise RuntimeError(no_gpu_message("Module.cuda()"))
 
     def float(self):
         return self.to(dtypes.float32)

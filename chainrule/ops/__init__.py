@@ -4,10 +4,12 @@ import sys
 
 from . import dual, methods
 from .creation import (
+    Generator,
     arange,
     as_tensor,
     default_generator,
     empty,
+    empty_like,
     eye,
     from_numpy,
     full,
@@ -17,8 +19,11 @@ from .creation import (
     ones,
     ones_like,
     rand,
+    rand_like,
     randint,
+    randint_like,
     randn,
+    randn_like,
     randperm,
     tensor,
     zeros,
@@ -111,6 +116,11 @@ from .shape import (
 )
 
 __all__ = [
+    "Generator",
+    "empty_like",
+    "rand_like",
+    "randint_like",
+    "randn_like",
     "abs",
     "absolute",
     "add",

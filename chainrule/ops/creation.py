@@ -3,16 +3,20 @@
 import numpy as np
 
 from ..engine import dtypes
+from ..engine.device import check_device
 from ..engine.tensor import Tensor
 from .shape import _sizes
 
 
-def tensor(data, dtype=None, requires_grad=False, name=None):
+def tensor(data, dtype=None, requires_grad=False, name=None, device=None):
     """A new tensor (always a copy). Python floats get the default dtype; arrays keep theirs."""
+    check_device("tensor", device)
     return Tensor(data, dtype=dtype, requires_grad=requires_grad, name=name)
 
 
-def as_tensor(data, dtype=None):
+def as_tensor(data, dtype=None, device=None):
+    if device is not None:  # as_tensor runs on every op's operands: no call when absent
+        check_device("as_tensor", device)
     if isinstance(data, Tensor) and (dtype is None or data.dtype == dtypes.as_dtype(dtype)):
         return data
     return Tensor(data, dtype=dtype)
@@ -41,19 +45,23 @@ def _float_dtype(dtype):
     return dtypes.get_default_dtype() if dtype is None else dtypes.as_dtype(dtype)
 
 
-def zeros(*size, dtype=None, requires_grad=False):
+def zeros(*size, dtype=None, requires_grad=False, device=None):
+    check_device("zeros", device)
     return _make(np.zeros(_sizes(size), dtype=_float_dtype(dtype)), requires_grad)
 
 
-def ones(*size, dtype=None, requires_grad=False):
+def ones(*size, dtype=None, requires_grad=False, device=None):
+    check_device("ones", device)
     return _make(np.ones(_sizes(size), dtype=_float_dtype(dtype)), requires_grad)
 
 
-def empty(*size, dtype=None, requires_grad=False):
+def empty(*size, dtype=None, requires_grad=False, device=None):
+    check_device("empty", device)
     return zeros(*size, dtype=dtype, requires_grad=requires_grad)
 
 
-def full(size, fill_value, dtype=None, requires_grad=False):
+def full(size, fill_value, dtype=None, requires_grad=False, device=None):
+    check_device("full", device)
     if dtype is None:
         dtype = (
             dtypes.bool_
@@ -65,26 +73,34 @@ def full(size, fill_value, dtype=None, requires_grad=False):
     return _make(np.full(_sizes((size,)), fill_value, dtype=dtypes.as_dtype(dtype)), requires_grad)
 
 
-def zeros_like(x, dtype=None, requires_grad=False):
+def zeros_like(x, dtype=None, requires_grad=False, device=None):
+    check_device("zeros_like", device)
     return _make(
         np.zeros(x.shape, dtype=x.dtype if dtype is None else dtypes.as_dtype(dtype)), requires_grad
     )
 
 
-def ones_like(x, dtype=None, requires_grad=False):
+def ones_like(x, dtype=None, requires_grad=False, device=None):
+    check_device("ones_like", device)
     return _make(
         np.ones(x.shape, dtype=x.dtype if dtype is None else dtypes.as_dtype(dtype)), requires_grad
     )
 
 
-def full_like(x, fill_value, dtype=None, requires_grad=False):
+def full_like(x, fill_value, dtype=None, requires_grad=False, device=None):
+    check_device("full_like", device)
     return _make(
         np.full(x.shape, fill_value, dtype=x.dtype if dtype is None else dtypes.as_dtype(dtype)),
         requires_grad,
     )
 
 
-def arange(start, end=None, step=1, dtype=None, requires_grad=False):
+def empty_like(x, dtype=None, requires_grad=False, device=None):
+    return zeros_like(x, dtype=dtype, requires_grad=requires_grad, device=device)
+
+
+def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None):
+    check_device("arange", device)
     if end is None:
         start, end = 0, start
     if dtype is None:
@@ -95,11 +111,13 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False):
     return _make(np.arange(start, end, step, dtype=dtypes.as_dtype(dtype)), requires_grad)
 
 
-def linspace(start, end, steps, dtype=None, requires_grad=False):
+def linspace(start, end, steps, dtype=None, requires_grad=False, device=None):
+    check_device("linspace", device)
     return _make(np.linspace(start, end, int(steps), dtype=_float_dtype(dtype)), requires_grad)
 
 
-def eye(n, m=None, dtype=None, requires_grad=False):
+def eye(n, m=None, dtype=None, requires_grad=False, device=None):
+    check_device("eye", device)
     return _make(np.eye(n, m, dtype=_float_dtype(dtype)), requires_grad)
 
 
@@ -110,6 +128,24 @@ class _Random:
     """The generator behind rand/randn, initialisation and shuffling; `manual_seed` resets it."""
 
     generator = np.random.default_rng()
+
+
+class Generator(np.random.Generator):
+    """`cr.Generator()`: a NumPy Generator with PyTorch's `manual_seed` (returning itself, so
+    `cr.Generator().manual_seed(42)` reads as in PyTorch); pass it as `generator=`."""
+
+    def __init__(self, device="cpu"):
+        check_device("Generator", device)
+        self._initial_seed = int(np.random.SeedSequence().entropy % 2**63)
+        super().__init__(np.random.PCG64(self._initial_seed))
+
+    def manual_seed(self, seed):
+        self._initial_seed = int(seed)
+        self.bit_generator.state = np.random.PCG64(self._initial_seed).state
+        return self
+
+    def initial_seed(self):
+        return self._initial_seed
 
 
 def manual_seed(seed):
@@ -128,19 +164,22 @@ def _random_dtype(name, dtype):
     return dtype
 
 
-def rand(*size, dtype=None, requires_grad=False, generator=None):
+def rand(*size, dtype=None, requires_grad=False, generator=None, device=None):
+    check_device("rand", device)
     dtype = _random_dtype("rand", dtype)  # checked before drawing, so a refusal draws nothing
     rng = generator or _Random.generator
     return _make(rng.random(_sizes(size)).astype(dtype), requires_grad)
 
 
-def randn(*size, dtype=None, requires_grad=False, generator=None):
+def randn(*size, dtype=None, requires_grad=False, generator=None, device=None):
+    check_device("randn", device)
     dtype = _random_dtype("randn", dtype)
     rng = generator or _Random.generator
     return _make(rng.standard_normal(_sizes(size)).astype(dtype), requires_grad)
 
 
-def randint(low, high=None, size=(), dtype=None, generator=None):
+def randint(low, high=None, size=(), dtype=None, generator=None, device=None):
+    check_device("randint", device)
     if high is None:
         low, high = 0, low
     rng = generator or _Random.generator
@@ -152,6 +191,44 @@ def randint(low, high=None, size=(), dtype=None, generator=None):
     )
 
 
-def randperm(n, generator=None):
+def randperm(n, generator=None, device=None):
+    check_device("randperm", device)
     rng = generator or _Random.generator
     return _make(rng.permutation(n).astype(np.int64), False)
+
+
+def _like_dtype(name, x, dtype):
+    return _random_dtype(name, x.dtype if dtype is None else dtype)
+
+
+def rand_like(x, dtype=None, requires_grad=False, device=None, generator=None):
+    return rand(
+        *x.shape,
+        dtype=_like_dtype("rand_like", x, dtype),
+        requires_grad=requires_grad,
+        device=device,
+        generator=generator,
+    )
+
+
+def randn_like(x, dtype=None, requires_grad=False, device=None, generator=None):
+    return randn(
+        *x.shape,
+        dtype=_like_dtype("randn_like", x, dtype),
+        requires_grad=requires_grad,
+        device=device,
+        generator=generator,
+    )
+
+
+def randint_like(x, low=0, high=None, dtype=None, device=None, generator=None):
+    """`randint_like(x, high)` or `randint_like(x, low, high)`: x's shape and dtype, as in
+    PyTorch."""
+    return randint(
+        low,
+        high,
+        size=tuple(x.shape),
+        dtype=x.dtype if dtype is None else dtype,
+        device=device,
+        generator=generator,
+    )

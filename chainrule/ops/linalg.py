@@ -35,8 +35,8 @@ MATMUL = Op(
 )
 
 
-def matmul(a, b):
-    a, b = as_tensor(a), as_tensor(b)
+def matmul(input, other):  # noqa: A002 - PyTorch's argument names
+    a, b = as_tensor(input), as_tensor(other)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(
             f"matmul: both operands need at least 1 dim, got shapes {tuple(a.shape)} and {tuple(b.shape)}"

@@ -1,7 +1,12 @@
 """Attach operators and methods to Tensor, so `a * b` and `x.sum()` call the ops declared here.
 The engine defines Tensor without knowing any op; this is the one place they meet."""
 
+import math
+
+import numpy as np
+
 from ..engine import dtypes
+from ..engine.device import CPU, check_device, is_device, no_gpu_message
 from ..engine.tensor import Tensor
 from . import creation, indexing, inplace, linalg, nn, shape
 from . import elementwise as ew
@@ -12,19 +17,108 @@ def _reflected(fn):
     return lambda self, other: fn(other, self)
 
 
-def _to(self, *args, dtype=None, **kwargs):
+# ---- device and dtype conversion, as in PyTorch on a CPU-only machine ----------------------------
+_TYPE_NAMES = {
+    "torch.FloatTensor": dtypes.float32,
+    "torch.DoubleTensor": dtypes.float64,
+    "torch.LongTensor": dtypes.int64,
+    "torch.IntTensor": dtypes.int32,
+    "torch.BoolTensor": dtypes.bool_,
+}
+_NAMES_OF_TYPES = {v: k for k, v in _TYPE_NAMES.items()}
+
+
+def _to(self, *args, dtype=None, device=None, copy=False, non_blocking=False, memory_format=None):
+    """`to(dtype)`, `to(device)`, `to(device, dtype)`, `to(other)`: the same tensor when nothing
+    changes (unless copy=True), as in PyTorch; a device other than the CPU is refused."""
     for arg in args:
         if isinstance(arg, Tensor):
             dtype = arg.dtype
-        elif isinstance(arg, str) and arg in ("cpu", "cpu:0"):
-            continue
+        elif is_device(arg):
+            device = arg
         else:
             dtype = arg
-    for key in ("device", "copy", "non_blocking"):
-        kwargs.pop(key, None)
-    if kwargs:
-        raise TypeError(f"to(): unexpected arguments {sorted(kwargs)}")
-    return self if dtype is None else shape.to(self, dtype)
+    check_device("to", device)
+    out = self if dtype is None else shape.to(self, dtype)
+    return shape.clone(out) if copy and out is self else out
+
+
+def _type(self, dtype=None, non_blocking=False):
+    """With no dtype, PyTorch's type name ('torch.FloatTensor'); else `to(dtype)`, also given
+    as such a name."""
+    if dtype is None:
+        return _NAMES_OF_TYPES[self.dtype]
+    if isinstance(dtype, str) and dtype.startswith("torch."):
+        if dtype not in _TYPE_NAMES:
+            raise TypeError(f"type(): unknown type {dtype!r}; known: {', '.join(_TYPE_NAMES)}")
+        dtype = _TYPE_NAMES[dtype]
+    return shape.to(self, dtype)
+
+
+def _cpu(self, memory_format=None):
+    return self
+
+
+def _cuda(self, device=None, non_blocking=False, memory_format=None):
+    raise RuntimeError(no_gpu_message("Tensor.cuda()"))
+
+
+def _format(self, spec):
+    # As PyTorch: a 0-d tensor formats as its number (f"{loss:.4f}"), others only without a spec.
+    if self.ndim == 0:
+        return format(self.item(), spec)
+    return object.__format__(self, spec)
+
+
+# PyTorch ops chainrule does not have yet, each with what to use meanwhile: a program meets one
+# line of explanation (from `Tensor.x` here, from `cr.x` in chainrule/__init__).
+NOT_YET = {
+    "masked_fill": "not in chainrule yet: cr.where(mask, value, x) computes x.masked_fill(mask, value)",
+    "masked_fill_": "not in chainrule yet: x = cr.where(mask, value, x)",
+    "tril": "not in chainrule yet: multiply by (or cr.where on) a mask from numpy.tril",
+    "triu": "not in chainrule yet: multiply by (or cr.where on) a mask from numpy.triu",
+    "roll": "not in chainrule yet: cr.cat of two slices, or index with a rolled arange",
+    "multinomial": "not in chainrule yet: numpy's Generator.choice(n, p=probs.numpy())",
+    "topk": "not in chainrule yet: cr.max(x, dim) for k=1, or numpy.argsort, then index",
+    "sort": "not in chainrule yet: numpy.argsort(x.numpy()), then index x with it",
+    "argsort": "not in chainrule yet: numpy.argsort(x.numpy())",
+    "cumsum": "not in chainrule yet: matmul by a triangular matrix of ones (numpy.tril)",
+}
+
+
+def _missing_attribute(self, name):
+    hint = NOT_YET.get(name)
+    if hint is None:
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    raise AttributeError(f"chainrule's Tensor has no {name!r} (PyTorch's Tensor.{name}): {hint}")
+
+
+TORCH_SURFACE = {
+    "nelement": lambda self: self.numel(),
+    # log(x) / log(base): within an ulp of PyTorch's log10/log2, until they are ops of their own.
+    "log10": lambda self: ew.log(self) / math.log(10),
+    "log2": lambda self: ew.log(self) / math.log(2),
+    "to": _to,
+    "type": _type,
+    "cpu": _cpu,
+    "cuda": _cuda,
+    "get_device": lambda self: -1,  # PyTorch's answer for a CPU tensor
+    "__format__": _format,
+    "__getattr__": _missing_attribute,
+    "half": lambda self: shape.to(self, np.float16),  # refused by as_dtype, naming float32
+    "bfloat16": lambda self: shape.to(self, dtypes.bfloat16),
+    "type_as": lambda self, other: shape.to(self, other.dtype),
+    "float": lambda self: shape.to(self, dtypes.float32),
+    "double": lambda self: shape.to(self, dtypes.float64),
+    "long": lambda self: shape.to(self, dtypes.int64),
+    "int": lambda self: shape.to(self, dtypes.int32),
+    "bool": lambda self: shape.to(self, dtypes.bool_),
+}
+CONVERSION_PROPERTIES = {
+    "device": lambda self: CPU,
+    "is_cuda": lambda self: False,
+    "is_cpu": lambda self: True,
+}
 
 
 def _setitem(self, index, value):
@@ -137,14 +231,8 @@ METHODS = {
     "dot": linalg.dot,
     "softmax": lambda self, dim: nn.softmax(self, dim),
     "log_softmax": lambda self, dim: nn.log_softmax(self, dim),
-    # dtype
-    "to": _to,
-    "type_as": lambda self, other: shape.to(self, other.dtype),
-    "float": lambda self: shape.to(self, dtypes.float32),
-    "double": lambda self: shape.to(self, dtypes.float64),
-    "long": lambda self: shape.to(self, dtypes.int64),
-    "int": lambda self: shape.to(self, dtypes.int32),
-    "bool": lambda self: shape.to(self, dtypes.bool_),
+    # dtype and device
+    **TORCH_SURFACE,
     # in place
     "add_": inplace.add_,
     "sub_": inplace.sub_,
@@ -158,7 +246,7 @@ METHODS = {
     "new_ones": lambda self, *size: creation.ones(*size, dtype=self.dtype),
 }
 
-PROPERTIES = {"T": shape.T, "mT": shape.mT}
+PROPERTIES = {"T": shape.T, "mT": shape.mT, **CONVERSION_PROPERTIES}
 
 
 def install():
