@@ -850,7 +850,7 @@ def score(model, frame):
     total = float(np.sum((y - y.mean()) ** 2))
     r2 = 1 - float(residual @ residual) / total if total > 0 else float("nan")
     return {
-        "R2": r2,
         "RMSE": float(np.sqrt(np.mean(residual**2))),
         "MAE": float(np.mean(np.abs(residual))),
+        "R2": r2,
     }
