@@ -804,12 +804,11 @@ def fit(
     )
     network.eval()
     losses = history.epoch_loss
-    diverged = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
-    weights_finite = all(np.isfinite(p.data).all() for p in network.parameters())
-    if diverged is not None or not weights_finite:
-        where = f"the loss became {losses[diverged]} in epoch {diverged + 1}" if diverged else ""
+    scores = callbacks[0].scores if len(val_rows) else []
+    bad = next((v for v in [*losses, *scores] if not math.isfinite(v)), None)
+    if bad is not None or not all(np.isfinite(p.data).all() for p in network.parameters()):
         raise TabularError(
-            f"training diverged: {where or 'the weights stopped being finite'}; "
+            f"training diverged: the loss became {bad if bad is not None else 'non-finite'}; "
             "nothing was written; try a smaller --lr"
         )
     model.history = {"train_loss": losses}
