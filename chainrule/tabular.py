@@ -87,13 +87,14 @@ def build_network(sizes, activation, dtype="float32"):
     return nn.Sequential(*modules)
 
 
-def parameter_shapes(sizes):
-    """{name: shape} of the parameters `build_network(sizes, ...)` makes, without making them."""
-    shapes, index = {}, 0
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-        shapes[f"{index}.weight"], shapes[f"{index}.bias"] = (fan_out, fan_in), (fan_out,)
-        # An activation module follows every Linear but the last; Sequential numbers both.
-        index += 2
+def parameter_shapes(sizes, activation="relu"):
+    """{name: shape} of the parameters `build_network(sizes, activation)` makes, without making
+    them."""
+    # An activation module follows every Linear but the last; Sequential numbers both.
+    stride = 1 if ACTIVATIONS[activation] is None else 2
+    shapes = {}
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        shapes[f"{stride * i}.weight"], shapes[f"{stride * i}.bias"] = (fan_out, fan_in), (fan_out,)
     return shapes
 
 
@@ -661,7 +662,7 @@ class _ModelFileCheck:
     def weights(self, spec, state):
         if not isinstance(state, dict):
             self.fail("it has no network weights")
-        expected = parameter_shapes(spec["layers"])
+        expected = parameter_shapes(spec["layers"], spec["activation"])
         for name, shape in expected.items():
             if name not in state:
                 self.fail(f"it lacks the tensor net.{name}")
