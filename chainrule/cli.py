@@ -18,7 +18,7 @@ import warnings
 from types import SimpleNamespace
 
 from . import __version__, tabular
-from .datasets import DataError, dosage
+from .datasets import DataError
 from .io import atomic_write
 
 EXIT_USAGE = 2
@@ -77,30 +77,9 @@ def plot_path(model_path):
     return os.path.splitext(model_path)[0] + ".loss.png"
 
 
-def loss_plot_png(history, title, ylabel):
-    """The loss curves as PNG bytes, drawn on a bare Figure (no pyplot, no backend to pick)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    for key, label in (("train_loss", "training"), ("val_loss", "held-out")):
-        values = history.get(key)
-        if values is not None and len(values):
-            ax.plot(range(1, len(values) + 1), values, label=label)
-    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
-    if min((min(v) for v in history.values() if len(v)), default=1.0) > 0:
-        ax.set_yscale("log")
-    ax.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
-
-
 def _training_frame(args):
     if args.data is None:
-        x, y = (t.numpy() for t in dosage(return_X_y=True))
-        return tabular.frame_from_arrays("dosage", x, y, ["dosage"], "efficacy"), "regression"
+        return tabular.dosage_frame(), "regression"
     features = args.features.split(",") if args.features else None
     return tabular.read_frame(args.data, args.target, features, None, args.drop_missing, args.task)
 
@@ -133,13 +112,8 @@ def cmd_fit(args, echo):
         progress=False if args.no_progress else None,
         **options,
     )
-    model, spec = result.model, result.model.spec
-    names = spec["features"]
-    inputs = ", ".join(names) if len(names) <= 3 else f"{len(names)} features"
-    scaled = " (standardized target)" if task == "regression" else ""
-    png = loss_plot_png(
-        model.history, f"{spec['target']} from {inputs}", f"{spec['loss']} loss{scaled}"
-    )
+    model = result.model
+    png = model.loss_plot_png()
     model.save(args.out)
     try:
         atomic_write(plot, _bytes_writer(png))
@@ -148,23 +122,8 @@ def cmd_fit(args, echo):
             f"the model was written to {args.out}, but the loss plot {plot} could not be "
             f"written ({e.strerror or e})"
         ) from None
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
-    where = (
-        f"{len(result.val_rows)} held-out rows"
-        if len(result.val_rows)
-        else f"the {len(result.train_rows)} training rows (nothing held out)"
-    )
-    echo(
-        f"{task} on {spec['data']}: {len(result.train_rows)} training rows; "
-        f"layers {'-'.join(map(str, spec['layers']))}, {spec['activation']}, {spec['loss']}"
-    )
-    if frame.dropped:
-        echo(f"dropped {len(frame.dropped)} rows with missing or unusable values")
-    if len(result.val_rows):
-        echo(
-            f"kept the weights of epoch {result.best_epoch} of {result.epochs} (best held-out loss)"
-        )
-    echo(f"metrics on {where}: {shown}")
+    for line in result.summary(frame.dropped):
+        echo(line)
     echo(f"model written to {args.out}")
     echo(f"loss plot written to {plot}")
     return 0
@@ -173,42 +132,18 @@ def cmd_fit(args, echo):
 # ---- predict and explain ------------------------------------------------------------------------
 
 
-def _model_frame(model, path, drop_missing, with_target):
-    spec = model.spec
-    target = spec["target"] if with_target else None
-    return tabular.read_frame(
-        path, target, spec["features"], spec["kinds"], drop_missing, spec["task"]
-    )[0]
-
-
-def _cell(value):
-    return "" if isinstance(value, float) and math.isnan(value) else f"{value}"
-
-
 def cmd_predict(args, echo):
     model = load_model(args.model)
     if args.out:
         check_output_path(args.out, "predictions", [args.model, args.data])
-    frame = _model_frame(model, args.data, args.drop_missing, with_target=False)
-    spec = model.spec
-    header = [*spec["features"], spec["target"]]
-    cells = [[_cell(v) for v in row] for row in frame.x]
-    if model.classification:
-        indices, probabilities = model.predict(frame)
-        header += [f"p({c})" for c in spec["classes"]]
-        rows = [
-            [*c, spec["classes"][i], *(f"{p:.6g}" for p in ps)]
-            for c, i, ps in zip(cells, indices, probabilities, strict=True)
-        ]
-    else:
-        rows = [[*c, f"{v:.8g}"] for c, v in zip(cells, model.predict(frame), strict=True)]
+    header, rows = model.prediction_table(model.read(args.data, args.drop_missing))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
     if args.out:
         write_atomic(args.out, _bytes_writer(buffer.getvalue().encode()), "predictions")
-        echo(f"{len(rows)} predictions of {spec['target']!r} written to {args.out}")
+        echo(f"{len(rows)} predictions of {model.spec['target']!r} written to {args.out}")
     else:
         sys.stdout.write(buffer.getvalue())
     return 0
@@ -216,23 +151,20 @@ def cmd_predict(args, echo):
 
 def cmd_explain(args, echo):
     from . import explain
-    from .ops import from_numpy
 
     model = load_model(args.model)
     check_output_path(args.out, "report", [args.model, args.data])
     spec = model.spec
     if args.data is not None:
-        frame = _model_frame(model, args.data, args.drop_missing, with_target=True)
+        frame = model.read(args.data, args.drop_missing, with_target=True)
     elif spec["data"] == "dosage":
-        frame, _ = _training_frame(SimpleNamespace(data=None))
+        frame = tabular.dosage_frame()
     else:
         raise CLIError(
             f"{args.model} was fitted on {spec['data']}: give that (or a similar) CSV file to "
             "explain the model on"
         )
-    inputs = from_numpy(model.inputs(frame).astype(spec["dtype"]))
-    targets = model.targets(frame)
-    targets = from_numpy(targets if model.classification else targets.astype(spec["dtype"]))
+    inputs, targets = model.tensors(frame)
     val = model.history.get("val_loss")
     history = SimpleNamespace(
         step_loss=None,

@@ -16,6 +16,7 @@ scikit-learn estimators share.
   `TabularModel.load` checks every claim of such a file before it builds anything.
 """
 
+import io
 import math
 import os
 import stat
@@ -28,7 +29,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from . import __version__, data, nn, optim, train
-from .datasets import DataError, infer_task, is_missing, parse_number, read_cells, sorted_labels
+from .datasets import (
+    DataError,
+    dosage,
+    infer_task,
+    is_missing,
+    parse_number,
+    read_cells,
+    sorted_labels,
+)
 from .engine.autograd import no_grad
 from .io import CheckpointError
 from .io import load as load_checkpoint
@@ -247,6 +256,12 @@ def frame_from_arrays(source, x, y, features, target):
     return Frame(source, features, kinds, x.astype(object), target, np.asarray(y), rows)
 
 
+def dosage_frame():
+    """The lesson's three dosage points as a Frame (a regression of efficacy on dosage)."""
+    x, y = (t.numpy() for t in dosage(return_X_y=True))
+    return frame_from_arrays("dosage", x, y, ["dosage"], "efficacy")
+
+
 def split_rows(n, fraction, seed):
     """(training rows, held-out rows): a seeded shuffle with round(n * fraction) held out, at
     least one each when a fraction is asked for and there are two rows."""
@@ -418,8 +433,40 @@ class TabularModel:
     def classification(self):
         return self.spec["task"] == "classification"
 
+    def read(self, path, drop_missing=False, with_target=False):
+        """A CSV file's rows as a Frame of this model's features (and target), of their kinds."""
+        spec = self.spec
+        target = spec["target"] if with_target else None
+        kinds = spec["kinds"]
+        return read_frame(path, target, spec["features"], kinds, drop_missing, spec["task"])[0]
+
     def inputs(self, frame):
         return self.preprocessing.transform(frame)
+
+    def tensors(self, frame):
+        """(inputs, targets) of a frame as the network is trained on them, as tensors."""
+        dtype = self.spec["dtype"]
+        targets = self.targets(frame)
+        targets = targets if self.classification else targets.astype(dtype)
+        return from_numpy(self.inputs(frame).astype(dtype)), from_numpy(targets)
+
+    def prediction_table(self, frame):
+        """(header, rows) of text: each row's feature cells as read, the prediction, and for a
+        classifier each class's probability."""
+        spec = self.spec
+        header = [*spec["features"], spec["target"]]
+        cells = [["" if _is_nan(v) else f"{v}" for v in row] for row in frame.x]
+        if not self.classification:
+            return header, [
+                [*c, f"{v:.8g}"] for c, v in zip(cells, self.predict(frame), strict=True)
+            ]
+        indices, probabilities = self.predict(frame)
+        header += [f"p({c})" for c in spec["classes"]]
+        rows = [
+            [*c, spec["classes"][i], *(f"{p:.6g}" for p in ps)]
+            for c, i, ps in zip(cells, indices, probabilities, strict=True)
+        ]
+        return header, rows
 
     def targets(self, frame):
         """The frame's targets as the network is trained on them: class indices, or the
@@ -465,6 +512,31 @@ class TabularModel:
             return probabilities.argmax(axis=1), probabilities
         return values
 
+    def loss_plot_png(self):
+        """The per-epoch losses (training, held-out) as PNG bytes, drawn on a bare matplotlib
+        Figure (no pyplot, so no backend is chosen for the user)."""
+        from matplotlib.figure import Figure  # heavy: loaded only when a plot is drawn
+
+        spec = self.spec
+        names = spec["features"]
+        inputs = ", ".join(names) if len(names) <= 3 else f"{len(names)} features"
+        fig = Figure(figsize=(6, 4))
+        ax = fig.subplots()
+        for key, label in (("train_loss", "training"), ("val_loss", "held-out")):
+            values = self.history.get(key)
+            if values is not None and len(values):
+                ax.plot(range(1, len(values) + 1), values, label=label)
+        scaled = "" if self.classification else " (standardized target)"
+        ax.set(xlabel="epoch", ylabel=f"{spec['loss']} loss{scaled}")
+        ax.set_title(f"{spec['target']} from {inputs}")
+        if min((min(v) for v in self.history.values() if len(v)), default=1.0) > 0:
+            ax.set_yscale("log")
+        ax.legend()
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
     def state(self):
         return {
             "format": FORMAT,
@@ -498,6 +570,10 @@ class TabularModel:
             # until then these are what a malformed file gives.
             raise _model_error(path, f"its structure is malformed ({type(e).__name__})") from None
         return _ModelFileCheck(path, size).build(cls, state)
+
+
+def _is_nan(value):
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _model_error(path, why):
@@ -708,6 +784,23 @@ class FitResult:
         self.model, self.train_rows, self.val_rows = model, train_rows, val_rows
         self.metrics, self.best_epoch, self.epochs = metrics, best_epoch, epochs
 
+    def summary(self, dropped=()):
+        """The lines that report a fit: what was fitted, the epoch kept, the metrics."""
+        spec, held = self.model.spec, len(self.val_rows)
+        lines = [
+            f"{spec['task']} on {spec['data']}: {len(self.train_rows)} training rows; "
+            f"layers {'-'.join(map(str, spec['layers']))}, {spec['activation']}, {spec['loss']}"
+        ]
+        if dropped:
+            lines.append(f"dropped {len(dropped)} rows with missing or unusable values")
+        where = f"the {len(self.train_rows)} training rows (nothing held out)"
+        if held:
+            where = f"{held} held-out rows"
+            lines.append(f"kept the weights of epoch {self.best_epoch} of {self.epochs} (best "
+                         "held-out loss)")  # fmt: skip
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in self.metrics.items())
+        return [*lines, f"metrics on {where}: {shown}"]
+
 
 def fit(
     frame,
@@ -770,13 +863,8 @@ def fit(
     network = build_network(sizes, activation, dtype)
     model = TabularModel(spec, preprocessing, network, target_scaling)
 
-    classification = task == "classification"
-
     def dataset(rows):
-        part = frame.take(rows)
-        x = from_numpy(model.inputs(part).astype(dtype))
-        y = model.targets(part)
-        return data.TensorDataset(x, from_numpy(y if classification else y.astype(dtype)))
+        return data.TensorDataset(*model.tensors(frame.take(rows)))
 
     for column, values in zip(preprocessing.numbers, model.inputs(training).T, strict=False):
         if not np.isfinite(values).all():
