@@ -417,3 +417,29 @@ def test_interrupted_fit_writes_nothing(tmp_path, regression_csv, monkeypatch, c
     assert code == 130
     assert "interrupted; nothing was written" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_real_table_with_text_columns_and_gaps_fits_and_predicts_as_it_is(tmp_path):
+    """No --features gymnastics: a text feature is one-hot encoded, empty cells are imputed, a
+    text target is a classification, and predict takes the same kind of file."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(90):
+        species = ["Adelie", "Gentoo", "Chinstrap"][i % 3]
+        bill = {"Adelie": 38.0, "Gentoo": 47.0, "Chinstrap": 49.0}[species] + rng.normal()
+        island = "" if i % 10 == 0 else ["Biscoe", "Dream"][(i // 3) % 2]
+        body = 5000 if species == "Gentoo" else 3700
+        rows.append(
+            [island, "" if i % 7 == 0 else f"{bill:.1f}", body + rng.normal(0, 100), species]
+        )
+    path = write_csv(tmp_path / "penguins.csv", ["island", "bill", "body_g", "species"], rows)
+    code, out, err = run("fit", path, "--target", "species", "--out", "p.safetensors", cwd=tmp_path)
+    assert code == 0, err
+    assert out.startswith("classification") and float(out.split("accuracy ")[1].split()[0]) > 0.9
+    spec, _, _ = read_model_file(tmp_path / "p.safetensors")
+    assert spec["kinds"] == {"island": "text", "bill": "number", "body_g": "number"}
+    code, out, err = run("predict", "p.safetensors", path, cwd=tmp_path)
+    assert code == 0, err
+    predicted = list(csv.DictReader(out.splitlines()))
+    assert len(predicted) == 90 and predicted[0]["island"] == "" and predicted[0]["bill"] == ""
+    assert np.mean([p["species"] == r[3] for p, r in zip(predicted, rows, strict=True)]) > 0.9
