@@ -7,14 +7,16 @@ and shuffling from the same `random_state` sequence, minibatches of min(200, n) 
 penalty alpha/2 ||W||^2 per batch row, its losses (softmax or, for two classes, logistic
 cross-entropy; half the squared error), its Adam, and a stop once the epoch loss has failed to
 improve by `tol` for `n_iter_no_change` epochs. So with the same seed both libraries follow the
-same trajectory (to rounding; a test checks it). The network is a `cr.nn.Sequential` (the fitted
-`model_`), its gradients come from chainrule's backward pass and its updates from `cr.optim`.
+same trajectory (to rounding; a test checks it). The network is `chainrule.tabular`'s
+`build_network` (a `cr.nn.Sequential`, the fitted `model_`), trained by `cr.train.fit` with the
+library's fused losses (F.cross_entropy, F.binary_cross_entropy_with_logits, F.mse_loss); its
+gradients come from chainrule's backward pass and its updates from `cr.optim`.
 What is left out: the 'lbfgs' solver, SGD's 'invscaling'/'adaptive' schedules (the rate is
 constant), early_stopping, sample weights and multilabel targets. One deliberate difference:
 with several regression outputs the reported loss is the squared error summed over outputs (the
 loss whose gradient both libraries use), where scikit-learn reports its mean over outputs.
-Activations are scikit-learn's ('identity', 'logistic', 'tanh', 'relu') plus 'softplus', the
-lesson's.
+Activations are `tabular.ACTIVATIONS`: scikit-learn's ('identity', 'logistic', 'tanh', 'relu')
+plus 'softplus', the lesson's, and 'sigmoid' (the CLI's name for 'logistic').
 """
 
 import warnings
@@ -200,7 +202,7 @@ class _BaseMLP(BaseEstimator):
         """Build the network with scikit-learn's Glorot-uniform draws from random_state."""
         sizes = [n_features, *self._hidden_sizes(), n_outputs]
         self.model_ = build_network(sizes, self.activation, dtype)
-        factor = 2.0 if self.activation == "logistic" else 6.0
+        factor = 2.0 if ACTIVATIONS[self.activation] is nn.Sigmoid else 6.0
         for layer in self._linears():
             fan_out, fan_in = layer.weight.shape
             bound = np.sqrt(factor / (fan_in + fan_out))
