@@ -9,6 +9,8 @@ Every loader returns a `Table` (like scikit-learn's Bunch: `data`, `target`, `fe
 import csv
 import math
 import os
+import stat
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,6 +28,8 @@ __all__ = [
     "load_digits",
     "load_iris",
     "load_wine",
+    "read_cells",
+    "sorted_labels",
     "slides_example",
 ]
 
@@ -94,10 +98,13 @@ def _finish(table, return_X_y):
 # ---- the source documents' data -----------------------------------------------------------------
 
 
+# The lesson's drug-dosage measurements (the demo in lesson.py reads them from here).
+DOSAGE = [0.0, 0.5, 1.0]
+EFFICACY = [0.0, 1.0, 0.0]
+
+
 def dosage(dtype=None, return_X_y=False):
     """The lesson's three points: dosage 0, 0.5, 1 with efficacy 0, 1, 0 (data shape (3, 1))."""
-    from .lesson import DOSAGE, EFFICACY
-
     dtype = _float(dtype)
     table = Table(
         Tensor(np.array(DOSAGE, dtype=dtype).reshape(-1, 1)),
@@ -144,6 +151,9 @@ def _read_rows(path):
         raise DataError(f"{name}: no such file")
     if os.path.isdir(name):
         raise DataError(f"{name} is a folder, not a CSV file")
+    if not stat.S_ISREG(os.stat(name).st_mode):
+        # A device or a pipe may never end (/dev/zero) or block until a writer comes.
+        raise DataError(f"{name} is not a regular file (a device or a pipe?); give a CSV file")
     try:
         with open(name, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f, delimiter=_delimiter(f.readline()))
@@ -220,7 +230,7 @@ def _refuse_text_column(name, column, cells):
     """A feature column with no number in it is a text column (a category, a name): dropping its
     rows would drop them all, so say what it is instead."""
     present = [(line, c.strip()) for line, c in cells if c.strip().lower() not in MISSING]
-    if present and all(_parse_number(c)[0] is None for _, c in present):
+    if present and all(parse_number(c)[0] is None for _, c in present):
         line, example = present[0]
         raise DataError(
             f"{name}: column {column!r} holds text, not numbers ({example!r} on line {line}); "
@@ -229,7 +239,7 @@ def _refuse_text_column(name, column, cells):
         )
 
 
-def _parse_number(cell):
+def parse_number(cell):
     """(value, None) for a finite number, else (None, why)."""
     text = cell.strip()
     if text.lower() in MISSING:
@@ -248,13 +258,53 @@ def infer_task(labels):
     MAX_INFERRED_CLASSES): text labels are classes; whole numbers written without a decimal point
     are classes when few and repeated; anything else is a quantity to regress."""
     distinct = set(labels)
-    numbers = [_parse_number(v)[0] for v in distinct]
+    numbers = [parse_number(v)[0] for v in distinct]
     if any(v is None for v in numbers):
         return "classification"
     whole = all(v.lstrip("+-").isdigit() for v in distinct)
     if whole and len(distinct) <= MAX_INFERRED_CLASSES and len(labels) >= 2 * len(distinct):
         return "classification"
     return "regression"
+
+
+class Cells(NamedTuple):
+    """A CSV file's chosen columns as text: `name` (the file), `lines` (each data row's line
+    number), `features` (names), `columns` ({name: [stripped cell per row]}), `target` (its name
+    or None)."""
+
+    name: str
+    lines: list
+    features: list
+    columns: dict
+    target: str | None
+
+
+def read_cells(path, target=None, features=None):
+    """The cells of the target and feature columns (default: all but the target) of a CSV file,
+    as stripped strings, after the checks every reader needs: a readable regular file, a header
+    naming each column once, every row as wide as the header."""
+    name, rows = _read_rows(path)
+    (_, header_fields), body = rows[0], rows[1:]
+    header, index = _header(name, header_fields)
+    if not body:
+        raise DataError(f"{name} has a header but no data rows")
+    target_index, feature_index, feature_names = _pick_columns(
+        name, header, index, target, features
+    )
+    for line, fields in body:
+        if len(fields) != len(header):
+            raise DataError(
+                f"{name}, line {line}: {len(fields)} fields, but the header has "
+                f"{len(header)} columns"
+            )
+    wanted = feature_index if target_index is None else [*feature_index, target_index]
+    columns = {header[i]: [fields[i].strip() for _, fields in body] for i in wanted}
+    return Cells(name, [line for line, _ in body], feature_names, columns, target)
+
+
+def is_missing(cell):
+    """Whether a (stripped) cell is one of the spellings of "no value" in `MISSING`."""
+    return cell.lower() in MISSING
 
 
 def load_csv(
@@ -275,47 +325,32 @@ def load_csv(
         raise ValueError(
             f"load_csv: task must be 'regression', 'classification' or None, not {task!r}"
         )
-    name, rows = _read_rows(path)
-    (_, header_fields), body = rows[0], rows[1:]
-    header, index = _header(name, header_fields)
-    if not body:
-        raise DataError(f"{name} has a header but no data rows")
-    target_index, feature_index, feature_names = _pick_columns(
-        name, header, index, target, features
-    )
-
-    for line, fields in body:
-        if len(fields) != len(header):
-            raise DataError(
-                f"{name}, line {line}: {len(fields)} fields, but the header has "
-                f"{len(header)} columns"
-            )
-
-    for i in feature_index:
-        _refuse_text_column(name, header[i], [(line, fields[i]) for line, fields in body])
+    name, lines, feature_names, columns, _ = read_cells(path, target, features)
+    for column in feature_names:
+        _refuse_text_column(name, column, list(zip(lines, columns[column], strict=True)))
 
     if target is None:
-        target_cells = [None] * len(body)
+        target_cells = [None] * len(lines)
     else:
-        target_cells = [fields[target_index].strip() for _, fields in body]
-        present = [c for c in target_cells if c.lower() not in MISSING]
+        target_cells = columns[target]
+        present = [c for c in target_cells if not is_missing(c)]
         if task is None:
             task = infer_task(present) if present else "regression"
 
     values, dropped, first_problem = [], [], None
-    for (line, fields), label in zip(body, target_cells, strict=True):
+    for r, (line, label) in enumerate(zip(lines, target_cells, strict=True)):
         row, problem = [], None
-        for i in feature_index:
-            value, why = _parse_number(fields[i])
+        for column in feature_names:
+            value, why = parse_number(columns[column][r])
             if why is not None:
-                problem = problem or (header[i], why)
+                problem = problem or (column, why)
             row.append(value)
         if label is not None and task == "regression":
-            value, why = _parse_number(label)
+            value, why = parse_number(label)
             problem = problem or (None if why is None else (target, why))
             row.append(value)
         elif label is not None:
-            if label.lower() in MISSING:
+            if is_missing(label):
                 problem = problem or (target, "missing value")
             row.append(label)
         if problem is not None:
@@ -335,14 +370,14 @@ def load_csv(
         raise DataError(f"{name}: every row has a missing or non-numeric value, none is left")
 
     dtype = _float(dtype)
-    k = len(feature_index)
+    k = len(feature_names)
     data = np.array([row[:k] for row in values], dtype=np.float64).astype(dtype)
     classes = y = None
     if target is not None and task == "regression":
         y = Tensor(np.array([row[k] for row in values], dtype=np.float64).astype(dtype))
     elif target is not None:
         labels = [row[k] for row in values]
-        classes = _sorted_labels(set(labels))
+        classes = sorted_labels(set(labels))
         position = {c: i for i, c in enumerate(classes)}
         y = Tensor(np.array([position[c] for c in labels], dtype=np.int64))
     table = Table(
@@ -351,9 +386,9 @@ def load_csv(
     return _finish(table, return_X_y)
 
 
-def _sorted_labels(labels):
+def sorted_labels(labels):
     """Class labels in a stable order: numerically when all are numbers (so '10' follows '9')."""
-    numbers = {label: _parse_number(label)[0] for label in labels}
+    numbers = {label: parse_number(label)[0] for label in labels}
     if all(v is not None for v in numbers.values()):
         return sorted(labels, key=lambda label: (numbers[label], label))
     return sorted(labels)

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 
 import chainrule as cr
+from chainrule.datasets import DOSAGE, EFFICACY
 
-DOSAGE = [0.0, 0.5, 1.0]
-EFFICACY = [0.0, 1.0, 0.0]
 KNOWN = {"w1": 3.34, "b1": -1.43, "w2": -3.53, "b2": 0.57, "w3": -1.22, "w4": -2.30}
 PARAMETERS = ("w1", "b1", "w2", "b2", "w3", "w4", "b3")
 

@@ -7,14 +7,16 @@ and shuffling from the same `random_state` sequence, minibatches of min(200, n) 
 penalty alpha/2 ||W||^2 per batch row, its losses (softmax or, for two classes, logistic
 cross-entropy; half the squared error), its Adam, and a stop once the epoch loss has failed to
 improve by `tol` for `n_iter_no_change` epochs. So with the same seed both libraries follow the
-same trajectory (to rounding; a test checks it). The network is a `cr.nn.Sequential` (the fitted
-`model_`), its gradients come from chainrule's backward pass and its updates from `cr.optim`.
+same trajectory (to rounding; a test checks it). The network is `chainrule.tabular`'s
+`build_network` (a `cr.nn.Sequential`, the fitted `model_`), trained by `cr.train.fit` with the
+library's fused losses (F.cross_entropy, F.binary_cross_entropy_with_logits, F.mse_loss); its
+gradients come from chainrule's backward pass and its updates from `cr.optim`.
 What is left out: the 'lbfgs' solver, SGD's 'invscaling'/'adaptive' schedules (the rate is
 constant), early_stopping, sample weights and multilabel targets. One deliberate difference:
 with several regression outputs the reported loss is the squared error summed over outputs (the
 loss whose gradient both libraries use), where scikit-learn reports its mean over outputs.
-Activations are scikit-learn's ('identity', 'logistic', 'tanh', 'relu') plus 'softplus', the
-lesson's.
+Activations are `tabular.ACTIVATIONS`: scikit-learn's ('identity', 'logistic', 'tanh', 'relu')
+plus 'softplus', the lesson's, and 'sigmoid' (the CLI's name for 'logistic').
 """
 
 import warnings
@@ -26,82 +28,88 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from . import nn, optim
+from . import nn, optim, train
 from .engine.autograd import no_grad
-from .engine.function import Function
-from .engine.tensor import Tensor
-from .ops import from_numpy
+from .nn import functional as F
+from .ops import from_numpy, sigmoid, softmax
+from .tabular import ACTIVATIONS, build_network
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-ACTIVATIONS = {
-    "identity": None,
-    "logistic": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "softplus": nn.Softplus,
-}
 SOLVERS = ("sgd", "adam")
 
 
-class _SoftmaxCrossEntropy(Function):
-    """Mean softmax cross-entropy of logits (n, k) and class indices, as one graph node: its
-    gradient (softmax - one_hot) / n is a single expression, where the composed loss records six
-    nodes and walks them all back. Values equal F.cross_entropy's (tests compare them)."""
+class ScikitLearnAdam(optim.Adam):
+    """scikit-learn's Adam: PyTorch's with eps / sqrt(1 - beta2^t) in place of eps, as scikit-learn
+    folds both bias corrections into the step size. The group's `eps` stays the one given."""
 
-    @staticmethod
-    def forward(ctx, logits, target):
-        z = logits.data - logits.data.max(axis=1, keepdims=True)
-        exp = np.exp(z)
-        total = exp.sum(axis=1, keepdims=True)
-        rows = np.arange(len(target))
-        ctx.probabilities, ctx.target = exp / total, target
-        loss = np.log(total[:, 0]).sum() - z[rows, target].sum()
-        return Tensor._wrap(np.asarray(loss / len(target), dtype=logits.dtype))
-
-    @staticmethod
-    def backward(ctx, g):
-        grad = ctx.probabilities.copy()
-        grad[np.arange(len(ctx.target)), ctx.target] -= 1.0
-        return g * Tensor._wrap(grad / len(ctx.target)), None
+    def _update(self, param, grad, state, group):
+        step = state.get("step", 0.0) + 1
+        scaled = group["eps"] / np.sqrt(1 - group["betas"][1] ** step)
+        super()._update(param, grad, state, {**group, "eps": scaled})
 
 
-class _LogisticLoss(Function):
-    """Mean binary cross-entropy of one logit column (n, 1) against 0/1 targets (n,), as one
-    node: log(1 + e^z) - y z, with gradient (sigmoid(z) - y) / n."""
+class _Batches:
+    """Minibatches in scikit-learn's order: each epoch permutes the previous epoch's order (not a
+    fresh arange) with the estimator's generator, so a seed gives both libraries the same
+    batches."""
 
-    @staticmethod
-    def forward(ctx, logits, target):
-        z = logits.data[:, 0]
-        ctx.residual = (_sigmoid(z) - target).reshape(-1, 1)
-        loss = (np.logaddexp(0.0, z) - target * z).mean()
-        return Tensor._wrap(np.asarray(loss, dtype=logits.dtype))
+    def __init__(self, x, targets, batch_size, shuffle, random_state):
+        self.x, self.targets, self.batch_size = x, targets, batch_size
+        self.shuffle, self.random_state = shuffle, random_state
+        self.order = np.arange(len(x))
 
-    @staticmethod
-    def backward(ctx, g):
-        return g * Tensor._wrap(ctx.residual / len(ctx.residual)), None
+    def __len__(self):
+        return -(-len(self.x) // self.batch_size)
 
-
-class _HalfSquaredError(Function):
-    """The squared error summed over outputs, halved and averaged over rows, as one node whose
-    gradient is the residual / n: scikit-learn's gradient (and its loss, with one output)."""
-
-    @staticmethod
-    def forward(ctx, prediction, target):
-        residual = prediction.data - target
-        ctx.residual = residual
-        loss = 0.5 * np.vdot(residual, residual) / len(residual)
-        return Tensor._wrap(np.asarray(loss, dtype=prediction.dtype))
-
-    @staticmethod
-    def backward(ctx, g):
-        return g * Tensor._wrap(ctx.residual / len(ctx.residual)), None
+    def __iter__(self):
+        if self.shuffle:
+            self.order = self.order[self.random_state.permutation(len(self.x))]
+        for start in range(0, len(self.x), self.batch_size):
+            rows = self.order[start : start + self.batch_size]
+            yield from_numpy(self.x[rows]), from_numpy(self.targets[rows])
 
 
-def _sigmoid(z):
-    # exp of a non-positive number only, so no overflow for large |z|.
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+class _ScikitLearnRules:
+    """The parts of scikit-learn's training that are not PyTorch's, as `train.fit` callbacks: the
+    L2 penalty (alpha / 2m) ||W||^2 per batch of m rows, added to the weights' gradients between
+    backward and step (its gradient (alpha / m) W needs no chain rule), the loss curve with that
+    penalty, and the stop once the epoch loss has failed to improve by `tol` for
+    `n_iter_no_change` epochs."""
+
+    def __init__(self, estimator, n):
+        self.estimator, self.n, self.penalty = estimator, n, 0.0
+        self.weights = [layer.weight for layer in estimator._linears()]
+
+    def on_after_backward(self, info):
+        alpha, m = self.estimator.alpha, info.batch_size
+        if alpha:
+            for w in self.weights:
+                w.grad.data += (alpha / m) * w.data
+                self.penalty += 0.5 * alpha * float(np.vdot(w.data, w.data))
+
+    def on_epoch(self, info):
+        est = self.estimator
+        est.n_iter_ += 1
+        est.t_ += self.n
+        est.loss_ = info.loss + self.penalty / self.n
+        self.penalty = 0.0
+        est.loss_curve_.append(est.loss_)
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
+        if est.loss_ > est.best_loss_ - est.tol:
+            est._no_improvement_count += 1
+        else:
+            est._no_improvement_count = 0
+        est.best_loss_ = min(est.best_loss_, est.loss_)
+        if est._no_improvement_count > est.n_iter_no_change:
+            if est.verbose:
+                print(
+                    f"Training loss did not improve more than tol={est.tol} for "
+                    f"{est.n_iter_no_change} consecutive epochs. Stopping."
+                )
+            return True
+        return False
 
 
 class _BaseMLP(BaseEstimator):
@@ -193,21 +201,14 @@ class _BaseMLP(BaseEstimator):
     def _initialize(self, n_features, n_outputs, dtype):
         """Build the network with scikit-learn's Glorot-uniform draws from random_state."""
         sizes = [n_features, *self._hidden_sizes(), n_outputs]
-        activation = ACTIVATIONS[self.activation]
-        layers = []
-        factor = 2.0 if self.activation == "logistic" else 6.0
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            layer = nn.Linear(fan_in, fan_out, dtype=dtype)
+        self.model_ = build_network(sizes, self.activation, dtype)
+        factor = 2.0 if ACTIVATIONS[self.activation] is nn.Sigmoid else 6.0
+        for layer in self._linears():
+            fan_out, fan_in = layer.weight.shape
             bound = np.sqrt(factor / (fan_in + fan_out))
             # Drawn in scikit-learn's (fan_in, fan_out) order so a seed means the same weights.
-            weight = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
-            bias = self._random_state.uniform(-bound, bound, fan_out)
-            layer.weight.data[...] = weight.T
-            layer.bias.data[...] = bias
-            layers.append(layer)
-            if activation is not None and i < len(sizes) - 2:
-                layers.append(activation())
-        self.model_ = nn.Sequential(*layers)
+            layer.weight.data[...] = self._random_state.uniform(-bound, bound, (fan_in, fan_out)).T
+            layer.bias.data[...] = self._random_state.uniform(-bound, bound, fan_out)
         self.n_layers_ = len(sizes)
         self.n_outputs_ = n_outputs
         self.out_activation_ = (
@@ -221,7 +222,7 @@ class _BaseMLP(BaseEstimator):
     def _new_optimizer(self):
         params = list(self.model_.parameters())
         if self.solver == "adam":
-            self.optimizer_ = optim.Adam(
+            self.optimizer_ = ScikitLearnAdam(
                 params,
                 lr=self.learning_rate_init,
                 betas=(self.beta_1, self.beta_2),
@@ -234,10 +235,9 @@ class _BaseMLP(BaseEstimator):
                 momentum=self.momentum,
                 nesterov=self.nesterovs_momentum and self.momentum > 0,
             )
-        self._steps = 0
 
     def _run(self, X, targets, incremental):
-        """Epochs of minibatch updates; one epoch when `incremental` (partial_fit)."""
+        """Epochs of minibatch updates with `train.fit`; one epoch when `incremental`."""
         n = X.shape[0]
         batch = min(200, n) if self.batch_size == "auto" else int(np.clip(self.batch_size, 1, n))
         if self.batch_size != "auto" and self.batch_size > n:
@@ -246,70 +246,24 @@ class _BaseMLP(BaseEstimator):
                 "clipped to the sample count",
                 stacklevel=3,
             )
-        weights = [layer.weight for layer in self._linears()]
-        model, optimizer, loss_fn, alpha = self.model_, self.optimizer_, self._loss_of, self.alpha
-        order = np.arange(n)
         self.n_iter_ = 0  # per call, as scikit-learn counts (partial_fit leaves it at 1)
-        adam = self.solver == "adam"
-        model.train()
-        for _ in range(1 if incremental else self.max_iter):
-            if self.shuffle:
-                # scikit-learn shuffles the previous order (not a fresh arange) with the same
-                # generator, so a seed gives both libraries the same batches.
-                order = order[self._random_state.permutation(n)]
-            total = 0.0
-            for start in range(0, n, batch):
-                rows = order[start : start + batch]
-                m = len(rows)
-                loss = loss_fn(model(from_numpy(X[rows])), targets[rows])
-                optimizer.zero_grad()
-                loss.backward()
-                penalty = 0.0
-                if alpha:
-                    # scikit-learn's L2 term (alpha / 2m) ||W||^2 and its gradient (alpha / m) W,
-                    # added outside the graph: it needs no chain rule.
-                    for w in weights:
-                        w.grad.data += (alpha / m) * w.data
-                        penalty += float(np.vdot(w.data, w.data))
-                    penalty *= 0.5 * alpha / m
-                if adam:
-                    # scikit-learn's Adam is PyTorch's with eps / sqrt(1 - beta2^t) in place of
-                    # eps (it folds the bias corrections into the step size); matching it gives
-                    # the same trajectory.
-                    self._steps += 1
-                    optimizer.param_groups[0]["eps"] = self.epsilon / np.sqrt(
-                        1 - self.beta_2**self._steps
-                    )
-                optimizer.step()
-                total += (loss.item() + penalty) * m
-            self.n_iter_ += 1
-            self.t_ += n
-            self.loss_ = total / n
-            self.loss_curve_.append(self.loss_)
-            if self.verbose:
-                print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-            if self.loss_ > self.best_loss_ - self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            self.best_loss_ = min(self.best_loss_, self.loss_)
-            if incremental:
-                break
-            if self._no_improvement_count > self.n_iter_no_change:
-                if self.verbose:
-                    print(
-                        f"Training loss did not improve more than tol={self.tol} for "
-                        f"{self.n_iter_no_change} consecutive epochs. Stopping."
-                    )
-                break
-        else:
+        history = train.fit(
+            self.model_,
+            self._loss_of,
+            self.optimizer_,
+            _Batches(X, targets, batch, self.shuffle, self._random_state),
+            epochs=1 if incremental else self.max_iter,
+            progress=False,
+            callbacks=[_ScikitLearnRules(self, n)],
+        )
+        if history.stop_reason == "epochs" and not incremental:
             warnings.warn(
                 f"Stochastic optimizer: maximum iterations ({self.max_iter}) reached "
                 "and the optimization hasn't converged yet.",
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        model.eval()
+        self.model_.eval()
         return self
 
     def _fit(self, X, y, incremental, classes=None):
@@ -376,7 +330,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return y, y.shape[1]
 
     def _loss_of(self, prediction, target):
-        return _HalfSquaredError.apply(prediction, target)
+        # scikit-learn's loss: half the squared error summed over outputs, averaged over rows.
+        return F.mse_loss(prediction, target) * (0.5 * self.n_outputs_)
 
     def partial_fit(self, X, y):
         """One epoch of updates on (X, y), starting from the current fit if there is one."""
@@ -420,13 +375,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         index = np.searchsorted(self.classes_, y)
         if len(self.classes_) == 2:
             # Two classes: one logistic output, as scikit-learn has it.
-            return index.astype(np.float64), 1
+            return index.astype(np.float64).reshape(-1, 1), 1
         return index.astype(np.int64), len(self.classes_)
 
     def _loss_of(self, logits, target):
         if self.n_outputs_ == 1:
-            return _LogisticLoss.apply(logits, target)
-        return _SoftmaxCrossEntropy.apply(logits, target)
+            return F.binary_cross_entropy_with_logits(logits, target)
+        return F.cross_entropy(logits, target)
 
     def partial_fit(self, X, y, classes=None):
         """One epoch of updates on (X, y). The first call needs `classes` (every label that will
@@ -436,12 +391,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, incremental=True, classes=classes)
 
     def predict_proba(self, X):
-        logits = self._forward(X).astype(np.float64)
+        logits = from_numpy(self._forward(X).astype(np.float64))
         if logits.shape[1] == 1:
-            p = _sigmoid(logits[:, 0])
+            p = sigmoid(logits).numpy()[:, 0]
             return np.column_stack([1 - p, p])
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        return softmax(logits, dim=1).numpy()
 
     def predict_log_proba(self, X):
         return np.log(self.predict_proba(X))

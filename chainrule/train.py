@@ -12,7 +12,17 @@ import numpy as np
 
 from .engine.autograd import no_grad
 
-__all__ = ["EpochInfo", "History", "ParamStep", "StepInfo", "accuracy", "evaluate", "fit"]
+__all__ = [
+    "BackwardInfo",
+    "EarlyStopping",
+    "EpochInfo",
+    "History",
+    "ParamStep",
+    "StepInfo",
+    "accuracy",
+    "evaluate",
+    "fit",
+]
 
 
 class ParamStep:
@@ -57,6 +67,19 @@ class StepInfo:
             (float(np.max(np.abs(p.change))) for p in self.params.values() if p.before.size),
             default=0.0,
         )
+
+
+class BackwardInfo:
+    """What a callback's `on_after_backward(info)` receives between `loss.backward()` and
+    `optimizer.step()`, when every parameter's `.grad` holds this batch's gradient and may still be
+    changed (clipped, regularised): step (the step about to be taken, 1, 2, ...), epoch, loss (the
+    batch loss, float), batch_size, model, optimizer."""
+
+    __slots__ = ("step", "epoch", "loss", "batch_size", "model", "optimizer")
+
+    def __init__(self, step, epoch, loss, batch_size, model, optimizer):
+        self.step, self.epoch, self.loss, self.batch_size = step, epoch, loss, batch_size
+        self.model, self.optimizer = model, optimizer
 
 
 class EpochInfo:
@@ -123,11 +146,16 @@ def fit(
     Progress: a tqdm bar with the running loss, shown when stdout is a terminal (progress=None) or
     when progress=True; progress=False turns it off.
 
-    Callbacks: objects with optional methods `on_step(info)` and `on_epoch(info)`; on_step gets a
+    Callbacks: objects with optional methods `on_after_backward(info)`, `on_step(info)`,
+    `on_epoch(info)` and `on_train_end(history)`. on_after_backward gets a `BackwardInfo` after
+    each backward pass, before the optimizer steps, while the gradients may still be changed (as
+    PyTorch Lightning's hook of that name; its return value is ignored); on_step gets a
     `StepInfo` after each optimizer step (step, epoch, loss, lr, batch_size, model, optimizer and
     per named parameter a `ParamStep(before, grad, after)`), on_epoch an `EpochInfo` (epoch, step,
     loss, metrics, model, optimizer, history). A callback that returns True stops training.
     These fields are a stable interface (the explainer's trace recorder is such a callback).
+    on_train_end is called once training has stopped (not after an exception), with the `History`;
+    `EarlyStopping` uses it to put the best weights back.
 
     Returns the `History`.
     """
@@ -139,6 +167,8 @@ def fit(
     metrics = dict(metrics or {})
     step_hooks = [cb.on_step for cb in callbacks if hasattr(cb, "on_step")]
     epoch_hooks = [cb.on_epoch for cb in callbacks if hasattr(cb, "on_epoch")]
+    backward_hooks = [cb.on_after_backward for cb in callbacks if hasattr(cb, "on_after_backward")]
+    end_hooks = [cb.on_train_end for cb in callbacks if hasattr(cb, "on_train_end")]
     watched = _named_optimizer_params(model, optimizer)
     track = bool(step_hooks) or min_step_size is not None
     history = History(metrics)
@@ -169,6 +199,10 @@ def fit(
                     break
                 optimizer.zero_grad()
                 loss.backward()
+                if backward_hooks:
+                    info = BackwardInfo(step + 1, epoch, value, size, model, optimizer)
+                    for hook in backward_hooks:
+                        hook(info)
                 before = [p.data.copy() for _, p in watched] if track else None
                 optimizer.step()
                 step += 1
@@ -225,7 +259,48 @@ def fit(
         if bar is not None:
             bar.close()
     history.steps, history.epochs = step, epoch
+    for hook in end_hooks:
+        hook(history)
     return history
+
+
+class EarlyStopping:
+    """A callback for `fit` that scores the model on held-out batches after every epoch, keeps a
+    copy of the best weights, stops once `patience` epochs in a row have not improved the best
+    score by more than `min_delta`, and puts the best weights back when training ends (as Keras's
+    EarlyStopping with restore_best_weights=True). A non-finite training loss stops at once.
+
+    `loader` gives the held-out batches, `loss_fn` scores them (lower is better); `scores` holds
+    every epoch's held-out loss, `best_epoch` the epoch whose weights were kept."""
+
+    def __init__(self, loader, loss_fn, patience=20, min_delta=0.0, restore_best=True):
+        if not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
+        if not min_delta >= 0:
+            raise ValueError(f"EarlyStopping: min_delta must be >= 0, got {min_delta!r}")
+        self.loader, self.loss_fn = loader, loss_fn
+        self.patience, self.min_delta, self.restore_best = patience, min_delta, restore_best
+        self.scores, self.best_epoch, self.best_score = [], None, float("inf")
+        self._best_state = self._model = None
+
+    def on_epoch(self, info):
+        score = evaluate(info.model, self.loader, self.loss_fn)["loss"]
+        self.scores.append(score)
+        self._model = info.model
+        if score < self.best_score - self.min_delta:
+            self.best_score, self.best_epoch = score, info.epoch
+            self._best_state = {
+                name: value.data.copy() for name, value in info.model.state_dict().items()
+            }
+        if not (np.isfinite(info.loss) and np.isfinite(score)):
+            return True
+        return info.epoch - (self.best_epoch or 0) > self.patience
+
+    def on_train_end(self, history):
+        if self.restore_best and self._best_state is not None:
+            # state_dict's tensors share the module's arrays: writing into them restores it.
+            for name, value in self._model.state_dict().items():
+                value.data[...] = self._best_state[name]
 
 
 def evaluate(model, loader, loss_fn=None, metrics=None):

@@ -15,13 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import chainrule as cr
-from chainrule.sklearn import (
-    MLPClassifier,
-    MLPRegressor,
-    _HalfSquaredError,
-    _LogisticLoss,
-    _SoftmaxCrossEntropy,
-)
+from chainrule.sklearn import MLPClassifier, MLPRegressor
 
 
 def scaled(loader):
@@ -125,39 +119,26 @@ def test_partial_fit_needs_classes_first():
         MLPClassifier().partial_fit(np.zeros((2, 2)), [0, 1])
 
 
-def test_fused_losses_equal_torchs_values_and_gradients():
-    rng = np.random.default_rng(0)
-    logits = rng.normal(size=(7, 4)) * 30  # large logits: the fused forms must stay stable
-    target = rng.integers(0, 4, size=7)
-    z = cr.tensor(logits, requires_grad=True)
-    loss = _SoftmaxCrossEntropy.apply(z, target)
-    loss.backward()
-    zt = torch.tensor(logits, requires_grad=True)
-    expected = torch.nn.functional.cross_entropy(zt, torch.tensor(target))
-    expected.backward()
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
-    np.testing.assert_allclose(z.grad.numpy(), zt.grad.numpy(), rtol=1e-10, atol=1e-15)
+def test_adam_keeps_the_epsilon_it_was_given():
+    """scikit-learn's Adam divides eps by sqrt(1 - beta2^t) in each step's arithmetic; the
+    optimizer's own eps stays the estimator's epsilon (the trajectory test shows the steps)."""
+    x, y = scaled(load_iris)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, epsilon=1e-7).fit(x, y)
+    assert [g["eps"] for g in model.optimizer_.param_groups] == [1e-7]
 
-    column = logits[:, :1]
-    labels = (target % 2).astype(np.float64)
-    z = cr.tensor(column, requires_grad=True)
-    loss = _LogisticLoss.apply(z, labels)
-    loss.backward()
-    zt = torch.tensor(column, requires_grad=True)
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(zt[:, 0], torch.tensor(labels))
-    expected.backward()
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
-    np.testing.assert_allclose(z.grad.numpy(), zt.grad.numpy(), rtol=1e-10, atol=1e-15)
 
-    prediction, observed = rng.normal(size=(5, 2)), rng.normal(size=(5, 2))
-    p = cr.tensor(prediction, requires_grad=True)
-    loss = _HalfSquaredError.apply(p, observed)
-    loss.backward()
-    pt = torch.tensor(prediction, requires_grad=True)
-    expected = ((pt - torch.tensor(observed)) ** 2).sum() / (2 * 5)
-    expected.backward()
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
-    np.testing.assert_allclose(p.grad.numpy(), pt.grad.numpy(), rtol=1e-12)
+def test_probabilities_are_the_librarys_softmax_and_sigmoid():
+    x, y = scaled(load_iris)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        three = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(x, y)
+        two = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(x, y > 0)
+    logits = torch.tensor(three._forward(x), dtype=torch.float64)
+    np.testing.assert_allclose(three.predict_proba(x), torch.softmax(logits, 1).numpy(), rtol=1e-12)
+    p = torch.sigmoid(torch.tensor(two._forward(x), dtype=torch.float64))[:, 0].numpy()
+    np.testing.assert_allclose(two.predict_proba(x), np.column_stack([1 - p, p]), rtol=1e-12)
 
 
 def test_string_labels_params_clone_pickle_and_pipeline():

@@ -307,3 +307,54 @@ def test_fit_needs_an_end_and_evaluate_restores_the_mode():
     model.train()
     result = cr.train.evaluate(model, loader, loss_fn=nn.MSELoss())
     assert model.training and result["loss"] > 0
+
+
+def test_on_after_backward_sees_the_gradients_and_can_change_them_before_the_step():
+    model = _lesson_network()
+    _known_weights(model)
+    seen = []
+
+    class ClipToZero:
+        def on_after_backward(self, info):
+            seen.append((info.step, info.epoch, info.batch_size, model[2].bias.grad.item()))
+            model[2].bias.grad.data[...] = 0.0
+
+    before = model[2].bias.data.copy()
+    cr.train.fit(
+        model, nn.SSR(), optim.SGD(model.parameters(), lr=0.1), _dosage_loader(), max_steps=3,
+        callbacks=[ClipToZero()], progress=False,
+    )  # fmt: skip
+    # The lesson's first slope of b3 is -15.7; the zeroed gradient left b3 where it was.
+    assert [s[:3] for s in seen] == [(1, 1, 3), (2, 2, 3), (3, 3, 3)]
+    assert seen[0][3] == pytest.approx(-15.7, abs=0.05)
+    np.testing.assert_array_equal(model[2].bias.data, before)
+
+
+def test_early_stopping_keeps_the_best_weights_and_stops_after_patience():
+    rng = np.random.default_rng(0)
+    x = cr.tensor(rng.normal(size=(64, 3)))
+    y = cr.tensor(rng.normal(size=(64, 1)))  # noise: the held-out loss soon stops improving
+    held_out = DataLoader(TensorDataset(cr.tensor(rng.normal(size=(32, 3))), y[:32]), 32)
+    cr.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, 1)).double()
+    weights = []
+
+    class Snapshot:
+        def on_epoch(self, info):
+            weights.append(model[0].weight.data.copy())
+
+    early = cr.train.EarlyStopping(held_out, nn.MSELoss(), patience=3)
+    history = cr.train.fit(
+        model, nn.MSELoss(), optim.Adam(model.parameters(), lr=0.05),
+        DataLoader(TensorDataset(x, y), 16), epochs=200, callbacks=[Snapshot(), early],
+        progress=False,
+    )  # fmt: skip
+    assert history.stop_reason == "callback" and history.epochs == early.best_epoch + 3 + 1
+    assert early.scores[early.best_epoch - 1] == min(early.scores) == early.best_score
+    np.testing.assert_array_equal(model[0].weight.data, weights[early.best_epoch - 1])
+    assert cr.train.evaluate(model, held_out, nn.MSELoss())["loss"] == early.best_score
+
+
+def test_early_stopping_refuses_a_negative_patience():
+    with pytest.raises(ValueError, match="patience"):
+        cr.train.EarlyStopping([], nn.MSELoss(), patience=-1)
