@@ -204,9 +204,7 @@ class Tensor:
 
     def _bump_version(self):
         """Mark an in-place change: graphs that saved this tensor before now refuse to use it."""
-        state.counter += 1
-        self._version = state.counter
-        state.last_inplace = state.counter
+        self._version = state.stamp_inplace()
         if self.grad_fn is not None:
             self.grad_fn.out_modified = True
 
