@@ -402,3 +402,21 @@ def test_parameters_shared_read_only_by_inference_threads_beside_training(switch
     run_in_threads(trainer, reader, reader)
     assert failures == []
     assert recorded == []
+
+
+def test_one_graph_backpropagated_from_two_threads_is_safe_behind_a_lock(switching):
+    """Backpropagating one graph from two threads at once is not safe (with retain_graph=True a
+    contribution to a shared leaf's .grad can be lost); serialised by a lock, it is exact."""
+    w = cr.tensor(np.full((4, 4), 0.1), requires_grad=True)
+    loss = cr.tanh(cr.tanh(w @ w) @ w).sum()
+    lock = threading.Lock()
+
+    def backward_twenty_times():
+        for _ in range(20):
+            with lock:
+                loss.backward(retain_graph=True)
+
+    run_in_threads(backward_twenty_times, backward_twenty_times)
+    single = cr.tensor(np.full((4, 4), 0.1), requires_grad=True)
+    cr.tanh(cr.tanh(single @ single) @ single).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), 40 * single.grad.numpy(), rtol=1e-12)
