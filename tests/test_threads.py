@@ -18,6 +18,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 from conftest import Cube
 
 import chainrule as cr
@@ -420,3 +421,30 @@ def test_one_graph_backpropagated_from_two_threads_is_safe_behind_a_lock(switchi
     single = cr.tensor(np.full((4, 4), 0.1), requires_grad=True)
     cr.tanh(cr.tanh(single @ single) @ single).sum().backward()
     np.testing.assert_allclose(w.grad.numpy(), 40 * single.grad.numpy(), rtol=1e-12)
+
+
+def _inference_mode_trace(lib):
+    """(grad mode, inference mode) through nested inference_mode blocks, in either library."""
+
+    def modes():
+        return (lib.is_grad_enabled(), lib.is_inference_mode_enabled())
+
+    seen = [modes()]
+    with lib.inference_mode():
+        seen.append(modes())
+        with lib.inference_mode(False):
+            seen.append(modes())
+        seen.append(modes())
+    with lib.no_grad(), lib.inference_mode(False):
+        seen.append(modes())
+    seen.append(modes())
+    seen.append(lib.inference_mode(modes)())
+    return seen
+
+
+def test_inference_mode_switches_like_pytorchs():
+
+    assert _inference_mode_trace(cr) == _inference_mode_trace(torch)
+    x = cr.tensor(np.ones(2), requires_grad=True)
+    with cr.inference_mode():
+        assert not (x * 2).requires_grad

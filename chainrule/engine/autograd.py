@@ -84,10 +84,10 @@ def is_grad_enabled():
 
 
 class inference_mode:
-    """No recording, as under no_grad, and `is_inference_mode_enabled()` is True; as in PyTorch,
-    `inference_mode(False)` is a block that changes nothing, and `@cr.inference_mode` decorates.
-    (chainrule has no inference tensors: what is computed inside is an ordinary tensor that does
-    not require grad.)"""
+    """No recording, as under no_grad, and `is_inference_mode_enabled()` is True. As in PyTorch,
+    `inference_mode(False)` turns both back (grad mode on, inference mode off) and
+    `@cr.inference_mode` decorates. chainrule has no inference tensors: what is computed inside is
+    an ordinary tensor that does not require grad."""
 
     def __new__(cls, mode=True):
         instance = super().__new__(cls)
@@ -101,8 +101,7 @@ class inference_mode:
 
     def __enter__(self):
         self._previous = (modes.grad_enabled, modes.inference)
-        if self.mode:
-            modes.grad_enabled, modes.inference = False, True
+        modes.grad_enabled, modes.inference = not self.mode, self.mode
 
     def __exit__(self, *exc):
         modes.grad_enabled, modes.inference = self._previous
