@@ -27,11 +27,10 @@ class _GradMode:
     mode = True
 
     def __enter__(self):
-        self._previous = modes.grad_enabled
-        modes.grad_enabled = self.mode
+        self._previous = state.set_mode("grad_enabled", self.mode)
 
     def __exit__(self, *exc):
-        modes.grad_enabled = self._previous
+        state.set_mode("grad_enabled", self._previous)
         return False
 
     def __call__(self, fn):
@@ -68,14 +67,15 @@ class set_grad_enabled(_GradMode):
         # As in PyTorch, the call itself switches the mode, so that `cr.set_grad_enabled(False)`
         # works as a plain statement; leaving a `with` block restores the previous mode.
         self.mode = bool(mode)
-        self._previous = modes.grad_enabled
-        modes.grad_enabled = self.mode
+        self._previous = state.set_mode("grad_enabled", self.mode)
 
     def __enter__(self):
         pass
 
     def __call__(self, fn):
-        modes.grad_enabled = self._previous  # as a decorator, the mode applies inside `fn` only
+        state.set_mode(
+            "grad_enabled", self._previous
+        )  # as a decorator, the mode applies inside fn only
         return super().__call__(fn)
 
 
@@ -100,11 +100,14 @@ class inference_mode:
         self.mode = bool(mode)
 
     def __enter__(self):
-        self._previous = (modes.grad_enabled, modes.inference)
-        modes.grad_enabled, modes.inference = not self.mode, self.mode
+        self._previous = (
+            state.set_mode("grad_enabled", not self.mode),
+            state.set_mode("inference", self.mode),
+        )
 
     def __exit__(self, *exc):
-        modes.grad_enabled, modes.inference = self._previous
+        state.set_mode("grad_enabled", self._previous[0])
+        state.set_mode("inference", self._previous[1])
         return False
 
     def __call__(self, fn):
@@ -130,11 +133,10 @@ class detect_anomaly:
         self.check_nan = check_nan
 
     def __enter__(self):
-        self._previous = modes.anomaly
-        modes.anomaly = self.check_nan
+        self._previous = state.set_mode("anomaly", self.check_nan)
 
     def __exit__(self, *exc):
-        modes.anomaly = self._previous
+        state.set_mode("anomaly", self._previous)
         return False
 
 

@@ -175,7 +175,7 @@ def _new_node(op, nexts, saved, arrays, out_array, keep_out, params):
     node.out = out_array if keep_out else None
     node.params = params
     node.seq = next(state.sequence)
-    if modes.anomaly:
+    if not state.default_modes and modes.anomaly:
         node.trace = _user_frame()
     return Tensor._wrap(out_array, node)
 
@@ -262,7 +262,7 @@ def apply(op, inputs, params=None):
         raise shape_error(op, inputs, error) from None
     if not isinstance(out, np.ndarray):
         out = np.asarray(out)
-    if modes.grad_enabled and op.differentiable and out.dtype.kind == "f":
+    if (state.default_modes or modes.grad_enabled) and op.differentiable and out.dtype.kind == "f":
         for x in inputs:
             if isinstance(x, Tensor) and x.requires_grad:
                 return record(op, inputs, out, params)
@@ -277,7 +277,12 @@ def apply_unary(op, x, params):
         raise shape_error(op, (x,), error) from None
     if type(out) is not np.ndarray:
         out = np.asarray(out)
-    if x.requires_grad and modes.grad_enabled and op.differentiable and out.dtype.kind == "f":
+    if (
+        x.requires_grad
+        and (state.default_modes or modes.grad_enabled)
+        and op.differentiable
+        and out.dtype.kind == "f"
+    ):
         return record_unary(op, x, out, params)
     return Tensor._wrap(out)
 
