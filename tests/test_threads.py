@@ -182,6 +182,27 @@ def test_no_grad_in_one_thread_does_not_reach_another():
     assert sorted(seen) == [("holder", False), ("worker", True, True)]
 
 
+def test_detect_anomaly_in_one_thread_does_not_reach_another():
+    inside, release = threading.Event(), threading.Event()
+    seen = []
+
+    def holder():
+        with cr.detect_anomaly():
+            inside.set()
+            release.wait(30)
+            x = cr.tensor(np.ones(2), requires_grad=True)
+            seen.append(("holder", _anomaly_enabled(), (x * 3).grad_fn.trace is not None))
+
+    def worker():
+        inside.wait(30)
+        x = cr.tensor(np.ones(2), requires_grad=True)
+        seen.append(("worker", _anomaly_enabled(), (x * 3).grad_fn.trace is not None))
+        release.set()
+
+    run_in_threads(holder, worker)
+    assert sorted(seen) == [("holder", True, True), ("worker", False, False)]
+
+
 def test_node_numbers_are_unique_across_threads(switching):
     numbers = [[], []]
     x = cr.tensor(np.ones(2), requires_grad=True)
