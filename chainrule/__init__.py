@@ -16,7 +16,10 @@ from .engine.autograd import (
     detect_anomaly,
     enable_grad,
     grad,
+    inference_mode,
+    is_anomaly_enabled,
     is_grad_enabled,
+    is_inference_mode_enabled,
     no_grad,
     set_grad_enabled,
 )
@@ -31,7 +34,6 @@ from .engine.dtypes import (
     int64,
     set_default_dtype,
 )
-from .engine.inference_mode import inference_mode
 from .engine.tensor import Tensor
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .ops import *  # noqa: F403 - the op functions are the package's namespace, as in torch

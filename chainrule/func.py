@@ -4,8 +4,8 @@ an inner transform records its backward pass whenever an outer one is watching."
 
 import numpy as np
 
+from .engine.autograd import enable_grad, is_grad_enabled
 from .engine.autograd import grad as _grad
-from .engine.state import state
 from .engine.tensor import Tensor
 from .ops import clone, stack
 
@@ -17,7 +17,7 @@ def _watch(x):
         x = Tensor(x)
     if x.dtype.kind != "f":
         raise TypeError(f"cannot differentiate with respect to a {x.dtype} argument")
-    if x.requires_grad and state.enabled:
+    if x.requires_grad and is_grad_enabled():
         return clone(x), True
     return x.detach().requires_grad_(True), False
 
@@ -55,9 +55,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
 
     def wrapper(*args, **kwargs):
         args, nums, nested = _prepare(args, argnums)
-        previous = state.enabled
-        state.enabled = True
-        try:
+        with enable_grad():
             result = f(*args, **kwargs)
             value, aux = result if has_aux else (result, None)
             if not isinstance(value, Tensor) or value.data.size != 1:
@@ -70,8 +68,6 @@ def value_and_grad(f, argnums=0, has_aux=False):
                 )
             else:  # f does not depend on its arguments: zero gradients, as in torch.func
                 grads = tuple(Tensor._wrap(np.zeros_like(x.data)) for x in wrt)
-        finally:
-            state.enabled = previous
         if not nested:
             value, aux = value.detach(), _detach_tree(aux)
         out = _finish(grads, nested, argnums)
@@ -97,12 +93,8 @@ def vjp(f, *primals):
     watched = [_watch(p) for p in primals]
     args = [w for w, _ in watched]
     nested = any(inner for _, inner in watched)
-    previous = state.enabled
-    state.enabled = True
-    try:
+    with enable_grad():
         output = f(*args)
-    finally:
-        state.enabled = previous
     outputs = output if isinstance(output, tuple) else (output,)
     for out in outputs:
         if not isinstance(out, Tensor):
@@ -152,17 +144,13 @@ def jacobian(f, argnums=0):
 
     def wrapper(*args, **kwargs):
         args, nums, nested = _prepare(args, argnums)
-        previous = state.enabled
-        state.enabled = True
-        try:
+        with enable_grad():
             output = f(*args, **kwargs)
             outputs = output if isinstance(output, tuple) else (output,)
             jacobians = tuple(
                 _finish(_jacobian_of(out, [args[n] for n in nums], nested), nested, argnums)
                 for out in outputs
             )
-        finally:
-            state.enabled = previous
         return jacobians if isinstance(output, tuple) else jacobians[0]
 
     return wrapper

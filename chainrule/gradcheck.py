@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from .engine.autograd import enable_grad, grad
-from .engine.state import state
+from .engine.autograd import enable_grad, grad, no_grad
 from .engine.tensor import Tensor
 
 
@@ -31,9 +30,7 @@ def _numeric_jacobian(fn, inputs, index, eps):
     nothing."""
     data = inputs[index].data
     columns = []
-    previous = state.enabled
-    state.enabled = False
-    try:
+    with no_grad():
         for where in np.ndindex(data.shape):
             saved = data[where]
             try:
@@ -44,8 +41,6 @@ def _numeric_jacobian(fn, inputs, index, eps):
             finally:
                 data[where] = saved
             columns.append((plus - minus) / (2 * eps))
-    finally:
-        state.enabled = previous
     return np.stack(columns, axis=1) if columns else np.zeros((0, 0))
 
 

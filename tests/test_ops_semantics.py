@@ -666,7 +666,8 @@ def test_reducing_over_an_empty_dim_list_reduces_everything_as_in_pytorch(name):
 
 
 def test_a_dim_named_twice_is_an_error_as_in_pytorch():
-    with pytest.raises(RuntimeError, match="multiple times"):
+    with pytest.raises(RuntimeError, match="multiple times") as theirs:
         torch.ones(2, 3).sum((0, -2))
-    with pytest.raises(ValueError, match=r"dims \(0, -2\) name the same dim twice"):
+    with pytest.raises(RuntimeError, match="multiple times") as ours:
         cr.ones(2, 3).sum((0, -2))
+    assert str(ours.value) == str(theirs.value)

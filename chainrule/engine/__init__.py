@@ -7,12 +7,15 @@ from .autograd import (
     detect_anomaly,
     enable_grad,
     grad,
+    inference_mode,
+    is_anomaly_enabled,
     is_grad_enabled,
+    is_inference_mode_enabled,
     no_grad,
     set_grad_enabled,
 )
 from .op import Derivative, Node, Op, apply, local, record, vjp
-from .state import state
+from .state import modes, state
 from .tensor import Tensor
 
 __all__ = [
@@ -27,8 +30,12 @@ __all__ = [
     "dtypes",
     "enable_grad",
     "grad",
+    "inference_mode",
+    "is_anomaly_enabled",
     "is_grad_enabled",
+    "is_inference_mode_enabled",
     "local",
+    "modes",
     "no_grad",
     "record",
     "set_grad_enabled",

@@ -14,23 +14,23 @@ import numpy as np
 from . import tensor as _tensor_module
 from .broadcast import sum_to, sum_to_array
 from .op import IDENTITY, LOCAL, VJP, Node
-from .state import state
+from .state import modes, state
 from .tensor import Tensor
 
 _tensor_module._autograd = sys.modules[__name__]
 
 
 class _GradMode:
-    """Base for the grad-mode switches: usable as a context manager and as a decorator."""
+    """Base for the grad-mode switches: usable as a context manager and as a decorator. The mode
+    is the calling thread's own (engine.state.modes); leaving restores what it was."""
 
     mode = True
 
     def __enter__(self):
-        self._previous = state.enabled
-        state.enabled = self.mode
+        self._previous = state.set_mode("grad_enabled", self.mode)
 
     def __exit__(self, *exc):
-        state.enabled = self._previous
+        state.set_mode("grad_enabled", self._previous)
         return False
 
     def __call__(self, fn):
@@ -38,12 +38,8 @@ class _GradMode:
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            previous = state.enabled
-            state.enabled = mode
-            try:
+            with set_grad_enabled(mode):
                 return fn(*args, **kwargs)
-            finally:
-                state.enabled = previous
 
         return wrapper
 
@@ -71,19 +67,62 @@ class set_grad_enabled(_GradMode):
         # As in PyTorch, the call itself switches the mode, so that `cr.set_grad_enabled(False)`
         # works as a plain statement; leaving a `with` block restores the previous mode.
         self.mode = bool(mode)
-        self._previous = state.enabled
-        state.enabled = self.mode
+        self._previous = state.set_mode("grad_enabled", self.mode)
 
     def __enter__(self):
         pass
 
     def __call__(self, fn):
-        state.enabled = self._previous  # as a decorator, the mode applies inside `fn` only
+        state.set_mode(
+            "grad_enabled", self._previous
+        )  # as a decorator, the mode applies inside fn only
         return super().__call__(fn)
 
 
 def is_grad_enabled():
-    return state.enabled
+    return modes.grad_enabled
+
+
+class inference_mode:
+    """No recording, as under no_grad, and `is_inference_mode_enabled()` is True. As in PyTorch,
+    `inference_mode(False)` turns both back (grad mode on, inference mode off) and
+    `@cr.inference_mode` decorates. chainrule has no inference tensors: what is computed inside is
+    an ordinary tensor that does not require grad."""
+
+    def __new__(cls, mode=True):
+        instance = super().__new__(cls)
+        if callable(mode):  # used bare, as `@cr.inference_mode`
+            instance.mode = True
+            return instance(mode)
+        return instance
+
+    def __init__(self, mode=True):
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        self._previous = (
+            state.set_mode("grad_enabled", not self.mode),
+            state.set_mode("inference", self.mode),
+        )
+
+    def __exit__(self, *exc):
+        state.set_mode("grad_enabled", self._previous[0])
+        state.set_mode("inference", self._previous[1])
+        return False
+
+    def __call__(self, fn):
+        mode = self.mode
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(mode):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+def is_inference_mode_enabled():
+    return modes.inference
 
 
 class detect_anomaly:
@@ -94,12 +133,15 @@ class detect_anomaly:
         self.check_nan = check_nan
 
     def __enter__(self):
-        self._previous = state.anomaly
-        state.anomaly = self.check_nan
+        self._previous = state.set_mode("anomaly", self.check_nan)
 
     def __exit__(self, *exc):
-        state.anomaly = self._previous
+        state.set_mode("anomaly", self._previous)
         return False
+
+
+def is_anomaly_enabled():
+    return modes.anomaly
 
 
 class AnomalyError(RuntimeError):
@@ -224,13 +266,11 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
         target_keys = {t.grad_fn or t: t for t in targets}
         wanted = _nodes_leading_to(roots, target_keys)
 
-    previous_mode = state.enabled
-    state.enabled = create_graph
-    anomaly = state.anomaly
+    anomaly = modes.anomaly
     last_inplace = state.last_inplace
     pop, push = heapq.heappop, heapq.heappush
     local_, vjp_, identity_ = LOCAL, VJP, IDENTITY
-    try:
+    with set_grad_enabled(create_graph):  # the calling thread's mode only, restored on any exit
         while heap:
             node = pop(heap)[1]
             g = grads.pop(node)
@@ -299,8 +339,6 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
                     grads[parent] = previous + gi
             if not retain_graph:
                 node.saved = node.arrays = node.out = None
-    finally:
-        state.enabled = previous_mode
 
     # What is left in `grads` are the leaves' totals.
     for leaf, g in grads.items():

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from .state import state
+
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
 int32 = np.dtype(np.int32)
@@ -34,11 +36,9 @@ _INSTEAD = {
 }
 FLOATS = (float32, float64)
 
-_default = [float32]
-
 
 def get_default_dtype():
-    return _default[0]
+    return state.default_dtype
 
 
 def set_default_dtype(dtype):
@@ -47,7 +47,7 @@ def set_default_dtype(dtype):
         raise TypeError(
             f"set_default_dtype: only float32 and float64 can be the default, not {dtype}"
         )
-    _default[0] = dtype
+    state.default_dtype = dtype  # process-wide, as in PyTorch
 
 
 def as_dtype(dtype):

@@ -4,8 +4,8 @@ import weakref
 
 import numpy as np
 
+from .autograd import no_grad
 from .op import Op, apply, vjp
-from .state import state
 from .tensor import Tensor
 
 
@@ -98,12 +98,8 @@ class Function:
         ctx._name = cls.__name__
         ctx._versions = ()
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        previous = state.enabled
-        state.enabled = False
-        try:
+        with no_grad():
             result = cls.forward(ctx, *args)
-        finally:
-            state.enabled = previous
         if isinstance(result, tuple | list):
             return _apply_many(cls, ctx, args, tuple(result))
         if not isinstance(result, Tensor):

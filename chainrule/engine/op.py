@@ -10,7 +10,7 @@ import traceback
 
 import numpy as np
 
-from .state import state
+from .state import modes, state
 from .tensor import Tensor
 
 LOCAL, VJP, IDENTITY, NEGATE = "local", "vjp", "identity", "negate"
@@ -174,9 +174,8 @@ def _new_node(op, nexts, saved, arrays, out_array, keep_out, params):
     node.arrays = arrays
     node.out = out_array if keep_out else None
     node.params = params
-    state.counter += 1
-    node.seq = state.counter
-    if state.anomaly:
+    node.seq = next(state.sequence)
+    if not state.default_modes and modes.anomaly:
         node.trace = _user_frame()
     return Tensor._wrap(out_array, node)
 
@@ -263,7 +262,7 @@ def apply(op, inputs, params=None):
         raise shape_error(op, inputs, error) from None
     if not isinstance(out, np.ndarray):
         out = np.asarray(out)
-    if state.enabled and op.differentiable and out.dtype.kind == "f":
+    if (state.default_modes or modes.grad_enabled) and op.differentiable and out.dtype.kind == "f":
         for x in inputs:
             if isinstance(x, Tensor) and x.requires_grad:
                 return record(op, inputs, out, params)
@@ -278,7 +277,12 @@ def apply_unary(op, x, params):
         raise shape_error(op, (x,), error) from None
     if type(out) is not np.ndarray:
         out = np.asarray(out)
-    if x.requires_grad and state.enabled and op.differentiable and out.dtype.kind == "f":
+    if (
+        x.requires_grad
+        and (state.default_modes or modes.grad_enabled)
+        and op.differentiable
+        and out.dtype.kind == "f"
+    ):
         return record_unary(op, x, out, params)
     return Tensor._wrap(out)
 

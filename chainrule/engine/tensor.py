@@ -8,6 +8,7 @@ import numbers
 import numpy as np
 
 from . import dtypes
+from .dims import normalize_dim
 from .state import state
 
 
@@ -65,7 +66,11 @@ class Tensor:
         return self.data.dtype
 
     def size(self, dim=None):
-        return self.data.shape if dim is None else self.data.shape[dim]
+        if dim is None:
+            return self.data.shape
+        if self.data.ndim == 0:
+            raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
+        return self.data.shape[normalize_dim(dim, self.data.ndim)]
 
     def dim(self):
         return self.data.ndim
@@ -204,9 +209,7 @@ class Tensor:
 
     def _bump_version(self):
         """Mark an in-place change: graphs that saved this tensor before now refuse to use it."""
-        state.counter += 1
-        self._version = state.counter
-        state.last_inplace = state.counter
+        self._version = state.stamp_inplace()
         if self.grad_fn is not None:
             self.grad_fn.out_modified = True
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..engine import dtypes
 from ..engine.op import apply, apply_unary, record_binary, record_unary, shape_error
-from ..engine.state import state
+from ..engine.state import modes, state
 from ..engine.tensor import Tensor
 
 
@@ -91,7 +91,12 @@ def binary(op):
             raise shape_error(op, (a, b), error) from None
         if type(out) is not np.ndarray:  # ufuncs turn 0-d results into NumPy scalars
             out = np.asarray(out)
-        if (need_a or need_b) and state.enabled and differentiable and out.dtype.kind == "f":
+        if (
+            (need_a or need_b)
+            and (state.default_modes or modes.grad_enabled)
+            and differentiable
+            and out.dtype.kind == "f"
+        ):
             return record_binary(op, a, b, out, need_a, need_b)
         return Tensor._wrap(out)
 
@@ -114,7 +119,7 @@ def unary(op, real=False):
         out = forward(data)
         if type(out) is not np.ndarray:
             out = np.asarray(out)
-        if x.requires_grad and state.enabled:
+        if x.requires_grad and (state.default_modes or modes.grad_enabled):
             return record_unary(op, x, out, None)
         return Tensor._wrap(out)
 

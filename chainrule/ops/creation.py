@@ -4,6 +4,7 @@ import numpy as np
 
 from ..engine import dtypes
 from ..engine.device import check_device
+from ..engine.state import state
 from ..engine.tensor import Tensor
 from .shape import _sizes
 
@@ -124,12 +125,6 @@ def eye(n, m=None, dtype=None, requires_grad=False, device=None):
 # ---- randomness ---------------------------------------------------------------------------------
 
 
-class _Random:
-    """The generator behind rand/randn, initialisation and shuffling; `manual_seed` resets it."""
-
-    generator = np.random.default_rng()
-
-
 class Generator(np.random.Generator):
     """`cr.Generator()`: a NumPy Generator with PyTorch's `manual_seed` (returning itself, so
     `cr.Generator().manual_seed(42)` reads as in PyTorch); pass it as `generator=`."""
@@ -149,12 +144,14 @@ class Generator(np.random.Generator):
 
 
 def manual_seed(seed):
-    _Random.generator = np.random.default_rng(int(seed))
-    return _Random.generator
+    """Reseed the process-wide generator behind rand/randn, initialisation and shuffling (every
+    thread draws from it, as from PyTorch's default generator)."""
+    state.generator = np.random.default_rng(int(seed))
+    return state.generator
 
 
 def default_generator():
-    return _Random.generator
+    return state.generator
 
 
 def _random_dtype(name, dtype):
@@ -167,14 +164,14 @@ def _random_dtype(name, dtype):
 def rand(*size, dtype=None, requires_grad=False, generator=None, device=None):
     check_device("rand", device)
     dtype = _random_dtype("rand", dtype)  # checked before drawing, so a refusal draws nothing
-    rng = generator or _Random.generator
+    rng = generator or state.generator
     return _make(rng.random(_sizes(size)).astype(dtype), requires_grad)
 
 
 def randn(*size, dtype=None, requires_grad=False, generator=None, device=None):
     check_device("randn", device)
     dtype = _random_dtype("randn", dtype)
-    rng = generator or _Random.generator
+    rng = generator or state.generator
     return _make(rng.standard_normal(_sizes(size)).astype(dtype), requires_grad)
 
 
@@ -182,7 +179,7 @@ def randint(low, high=None, size=(), dtype=None, generator=None, device=None):
     check_device("randint", device)
     if high is None:
         low, high = 0, low
-    rng = generator or _Random.generator
+    rng = generator or state.generator
     return _make(
         rng.integers(low, high, size=_sizes((size,)) if size != () else ()).astype(
             dtypes.int64 if dtype is None else dtypes.as_dtype(dtype)
@@ -193,7 +190,7 @@ def randint(low, high=None, size=(), dtype=None, generator=None, device=None):
 
 def randperm(n, generator=None, device=None):
     check_device("randperm", device)
-    rng = generator or _Random.generator
+    rng = generator or state.generator
     return _make(rng.permutation(n).astype(np.int64), False)
 
 

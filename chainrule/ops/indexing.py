@@ -4,7 +4,7 @@ scatter-adds into zeros, so an index that repeats collects every contribution.""
 import numpy as np
 
 from ..engine.op import Op, vjp
-from ..engine.state import state
+from ..engine.state import modes, state
 from ..engine.tensor import Tensor
 from .build import as_tensor, call, scalar_operand
 
@@ -118,7 +118,9 @@ def setitem(x, index, value):
     as PyTorch rebinds in-place ops); on a leaf that requires grad it refuses, as PyTorch does."""
     index = _normalize(index)
     value = scalar_operand(value, x) if not isinstance(value, Tensor) else value
-    needs_grad = state.enabled and (x.requires_grad or getattr(value, "requires_grad", False))
+    needs_grad = (state.default_modes or modes.grad_enabled) and (
+        x.requires_grad or getattr(value, "requires_grad", False)
+    )
     if not needs_grad:
         data = value.data if isinstance(value, Tensor) else value
         x.data[index] = data

@@ -8,13 +8,13 @@ read a value saved before the change refuses.
 
 import numpy as np
 
-from ..engine.state import state
+from ..engine.state import modes, state
 from ..engine.tensor import Tensor
 from . import elementwise as ew
 
 
 def _recording(x, other=None):
-    return state.enabled and (
+    return (state.default_modes or modes.grad_enabled) and (
         x.requires_grad or (isinstance(other, Tensor) and other.requires_grad)
     )
 

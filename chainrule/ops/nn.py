@@ -3,6 +3,7 @@ over memory (a linear layer, softmax, log-softmax)."""
 
 import numpy as np
 
+from ..engine.dims import normalize_dim
 from ..engine.op import Op, apply, vjp
 from . import dual as d
 from .build import as_tensor, call, promote_pair
@@ -103,9 +104,7 @@ LOG_SOFTMAX = Op(
 def _dim(x, dim, name):
     if dim is None:
         raise TypeError(f"{name}: give dim= (the axis that sums to 1), as PyTorch requires")
-    if not -max(x.ndim, 1) <= dim < max(x.ndim, 1):
-        raise IndexError(f"{name}: dim {dim} is out of range for shape {tuple(x.shape)}")
-    return dim % max(x.ndim, 1)
+    return normalize_dim(dim, x.ndim)
 
 
 def softmax(input, dim=None):  # noqa: A002

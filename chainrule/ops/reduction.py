@@ -6,6 +6,7 @@ from collections import namedtuple
 import numpy as np
 
 from ..engine import dtypes
+from ..engine.dims import normalize_dim, normalize_dims
 from ..engine.op import Op, vjp
 from ..engine.tensor import Tensor
 from . import dual as d
@@ -16,17 +17,10 @@ def _dims(x, dim):
     """Normalise `dim` to a sorted tuple of non-negative axes, or None for all of them."""
     if dim is None:
         return None
-    # `max`, `min` and `sum` below are the ops of this module: the builtins are named explicitly.
-    ndim = builtins.max(x.ndim, 1)
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    dims = tuple(dim) if isinstance(dim, tuple | list) else (dim,)
     if not dims:  # an empty list of dims means all of them, as in PyTorch
         return None
-    for dim_ in dims:
-        if not -ndim <= dim_ < ndim:
-            raise IndexError(f"dim {dim_} is out of range for a tensor of shape {tuple(x.shape)}")
-    normalized = tuple(sorted({dim_ % ndim for dim_ in dims}))
-    if len(normalized) != len(dims):
-        raise ValueError(f"dims {dims} name the same dim twice (tensor of shape {tuple(x.shape)})")
+    normalized = tuple(sorted(normalize_dims(dims, x.ndim)))
     return normalized if x.ndim else None
 
 
@@ -261,7 +255,12 @@ def gather(x, dim, index):
         raise ValueError(
             f"gather: index has {index.ndim} dims but input has {x.ndim} (shape {tuple(x.shape)})"
         )
-    return call(GATHER, (x,), dim=dim % x.ndim, index=index)
+    dim = normalize_dim(dim, x.ndim)
+    if x.ndim == 0:  # its dims are 0 and -1, as in PyTorch: gather from it as from a 1-d tensor
+        from .shape import reshape
+
+        return reshape(call(GATHER, (reshape(x, 1),), dim=0, index=index.reshape(1)), ())
+    return call(GATHER, (x,), dim=dim, index=index)
 
 
 def _extreme(name, arg, whole, x, dim, keepdim):
@@ -269,7 +268,7 @@ def _extreme(name, arg, whole, x, dim, keepdim):
     _nonempty(name, x)
     if dim is None:
         return whole(x)
-    dim = dim % builtins.max(x.ndim, 1)
+    dim = normalize_dim(dim, x.ndim)
     if x.ndim == 0:
         return MaxMin(x, Tensor._wrap(np.array(0)))
     indices = np.expand_dims(arg(x.data, axis=dim), dim)
@@ -300,13 +299,23 @@ def min(x, dim=None, keepdim=False):  # noqa: A001 - PyTorch's name
     return _extreme("min", np.argmin, amin, x, dim, keepdim)
 
 
+def _arg_dim(x, dim):
+    """NumPy's axis for argmax/argmin: None for all of a 0-d tensor, whose dims are 0 and -1."""
+    if dim is None:
+        return None
+    dim = normalize_dim(dim, x.ndim)
+    return dim if x.ndim else None
+
+
 def argmax(x, dim=None, keepdim=False):
     x = as_tensor(x)
+    dim = _arg_dim(x, dim)
     return Tensor._wrap(np.asarray(np.argmax(x.data, axis=dim, keepdims=keepdim), dtype=np.int64))
 
 
 def argmin(x, dim=None, keepdim=False):
     x = as_tensor(x)
+    dim = _arg_dim(x, dim)
     return Tensor._wrap(np.asarray(np.argmin(x.data, axis=dim, keepdims=keepdim), dtype=np.int64))
 
 

@@ -5,6 +5,7 @@ import numpy as np
 from ..engine import dtypes
 from ..engine.broadcast import BROADCAST_TO
 from ..engine.broadcast import broadcast_to as _broadcast_any
+from ..engine.dims import normalize_dim, normalize_dims
 from ..engine.op import Op, vjp
 from ..engine.tensor import Tensor
 from . import dual as d
@@ -73,11 +74,12 @@ view = reshape
 
 
 def flatten(x, start_dim=0, end_dim=-1):
+    start, end = normalize_dim(start_dim, x.ndim), normalize_dim(end_dim, x.ndim)
+    if start > end:
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     if x.ndim == 0:
         return reshape(x, 1)
-    start, end = start_dim % x.ndim, end_dim % x.ndim
-    shape = x.shape[:start] + (-1,) + x.shape[end + 1 :]
-    return reshape(x, shape) if start <= end else x
+    return reshape(x, x.shape[:start] + (-1,) + x.shape[end + 1 :])
 
 
 TRANSPOSE = Op(
@@ -93,7 +95,9 @@ TRANSPOSE = Op(
 
 
 def transpose(x, dim0, dim1):
-    _check_dims("transpose", x, (dim0, dim1))
+    dim0, dim1 = normalize_dim(dim0, x.ndim), normalize_dim(dim1, x.ndim)
+    if x.ndim == 0:  # dims 0 and -1 of a 0-d tensor: nothing to swap, as in PyTorch
+        return x
     return call(TRANSPOSE, (x,), dim0=dim0, dim1=dim1)
 
 
@@ -114,17 +118,14 @@ PERMUTE = Op(
 
 def permute(x, *dims):
     dims = _sizes(dims)
-    if sorted(dim % max(x.ndim, 1) for dim in dims) != list(range(x.ndim)):
+    if len(dims) != x.ndim:
         raise ValueError(
             f"permute: {dims} is not a permutation of the {x.ndim} dims of shape {tuple(x.shape)}"
         )
-    return call(PERMUTE, (x,), axes=tuple(dim % x.ndim for dim in dims))
-
-
-def _check_dims(name, x, dims):
-    for dim in dims:
-        if not -max(x.ndim, 1) <= dim < max(x.ndim, 1):
-            raise IndexError(f"{name}: dim {dim} is out of range for a tensor with {x.ndim} dims")
+    axes = tuple(normalize_dim(dim, x.ndim) for dim in dims)
+    if len(set(axes)) != len(axes):
+        raise RuntimeError("permute(): duplicate dims are not allowed.")
+    return call(PERMUTE, (x,), axes=axes)
 
 
 def t(x):
@@ -173,15 +174,13 @@ def squeeze(x, dim=None):
     if dim is None:
         shape = tuple(n for n in x.shape if n != 1)
     else:
-        dims = d.normalize_dims(dim, x.ndim)
+        dims = normalize_dims(tuple(dim) if isinstance(dim, tuple | list) else (dim,), x.ndim)
         shape = tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1))
     return reshape(x, shape)
 
 
 def unsqueeze(x, dim):
-    if not -x.ndim - 1 <= dim <= x.ndim:
-        raise IndexError(f"unsqueeze: dim {dim} is out of range for a tensor with {x.ndim} dims")
-    dim = dim % (x.ndim + 1)
+    dim = normalize_dim(dim, x.ndim + 1)
     return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
 
 
@@ -232,7 +231,10 @@ def cat(tensors, dim=0):
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
     first = tensors[0]
-    dim = dim % max(first.ndim, 1)
+    for i, x in enumerate(tensors):
+        if x.ndim == 0:
+            raise RuntimeError(f"zero-dimensional tensor (at position {i}) cannot be concatenated")
+    dim = normalize_dim(dim, first.ndim)
     for i, x in enumerate(tensors):
         if (
             x.ndim != first.ndim
@@ -261,11 +263,13 @@ def stack(tensors, dim=0):
                 f"stack: tensor {i} has shape {tuple(x.shape)} but tensor 0 has {tuple(tensors[0].shape)}; "
                 "stack needs equal shapes"
             )
+    dim = normalize_dim(dim, tensors[0].ndim + 1)
     return cat([unsqueeze(x, dim) for x in tensors], dim=dim)
 
 
 def split(x, split_size_or_sections, dim=0):
-    dim = dim % max(x.ndim, 1)
+    _at_least_1d("split", x)
+    dim = normalize_dim(dim, x.ndim)
     length = x.shape[dim]
     if isinstance(split_size_or_sections, int):
         if split_size_or_sections <= 0:
@@ -288,9 +292,16 @@ def split(x, split_size_or_sections, dim=0):
 
 
 def chunk(x, chunks, dim=0):
+    _at_least_1d("chunk", x)
+    dim = normalize_dim(dim, x.ndim)
     length = x.shape[dim]
     size = -(-length // chunks)
     return split(x, size, dim)
+
+
+def _at_least_1d(name, x):
+    if x.ndim == 0:
+        raise RuntimeError(f"{name} expects at least a 1-dimensional tensor")
 
 
 def _narrow(x, dim, start, length):
@@ -332,7 +343,9 @@ PAD_INTO = Op(
 
 
 def narrow(x, dim, start, length):
-    return call(NARROW, (x,), dim=dim % x.ndim, start=start, length=length)
+    if x.ndim == 0:
+        raise RuntimeError("narrow() cannot be applied to a 0-dim tensor.")
+    return call(NARROW, (x,), dim=normalize_dim(dim, x.ndim), start=start, length=length)
 
 
 def clone(x):
