@@ -9,30 +9,34 @@ and JSON, so a file can never run code.
 Writes are atomic: the bytes go to a temporary file `.<target>.<16 hex digits>.tmp` in the same
 folder, are flushed to disk (fsync), and the temporary file then replaces the target in one
 `os.replace`, so a crash at any moment leaves either the old file or the new one. A save holds a
-lock (flock) on its temporary file while it writes; the next save of the same target removes the
-temporaries nobody holds, the leftovers of killed saves. A failed write raises an OSError that
-names the target.
+lock (flock) on its temporary file while it writes; every save of a target first removes that
+target's temporaries which no one holds, the leftovers of killed saves, so they never pile up. The
+temporaries are hidden, do not end in the target's suffix, and `load` refuses them by name. An
+OSError while writing (a full disk, a folder that cannot be written) names the target.
 
 Reading trusts nothing in the file:
-- only a regular file is read; a folder, device, FIFO or socket is refused without reading from it
-  (and without blocking);
+- only a regular file is read: a folder, device (or link to one), FIFO or socket is refused at once,
+  without reading from it or blocking (the open is non-blocking, the check made on the descriptor);
 - the header's claims are checked against the file's size before any tensor is allocated: every
-  tensor's dtype, shape and data_offsets, which must tile the data section exactly, as safetensors
-  requires;
-- chainrule's structure metadata is checked completely (its types, a nesting depth of at most
-  `MAX_DEPTH`, every stored tensor named exactly once) before anything is built;
-- the work is bounded by the file's size: the header may hold at most `max_json_containers(size)`
-  JSON objects and arrays (`FREE_CONTAINERS` plus one per `BYTES_PER_CONTAINER` bytes of file; a
-  tensor's header entry counts three, every dict, list, tuple or tensor in the structure one), which
-  is checked by counting brackets before any JSON is parsed. A load therefore takes time linear in
-  the file's size and memory of about the file's size plus at most about ten times its header.
+  tensor's dtype, shape (NumPy must be able to hold it) and data_offsets, which must tile the data
+  section exactly, as safetensors requires; the metadata must map strings to strings;
+- chainrule's structure metadata is checked completely (node types, a nesting depth of at most
+  `MAX_DEPTH`, every stored tensor named exactly once, no key twice) before anything is built;
+- the work is bounded by the file's size: the header, and the structure within it, may hold at most
+  `max_json_containers(size)` JSON objects and arrays (`FREE_CONTAINERS` plus one per
+  `BYTES_PER_CONTAINER` bytes of file; a tensor's header entry counts three, each dict, list, tuple
+  or tensor reference in the structure one), counted in the raw text before any JSON is parsed.
+  A load takes time linear in the file's size and memory of the tensors' bytes plus at most about
+  16 times the header's size (measured for headers of short strings, numbers or keys, the worst).
 Every malformed or foreign file (pickles, PyTorch's zip-based .pt files, NumPy .npy) raises
-`CheckpointError` naming the file and saying what was found.
+`CheckpointError` naming the file and saying what is wrong; a missing or unreadable file raises the
+usual FileNotFoundError or PermissionError.
 """
 
 import errno
 import fcntl
 import json
+import math
 import os
 import re
 import reprlib
@@ -198,8 +202,11 @@ def atomic_write(path, write):
     _remove_stale_temporaries(folder, base)
     fd = tmp = None
     try:
-        fd, tmp = _locked_temporary(folder, base, _mode_of(path))
+        mode = _mode_of(path)
+        fd, tmp = _locked_temporary(folder, base)
         write(tmp)
+        if mode is not None:  # after the write: the mode may forbid writing
+            os.fchmod(fd, mode)
         os.fsync(fd)
         os.replace(tmp, path)
     except BaseException as error:
@@ -237,20 +244,18 @@ def atomic_write_bytes(path, data):
 
 def _mode_of(path):
     try:
-        return stat.S_IMODE(os.stat(path).st_mode)
+        return os.stat(path).st_mode & 0o777
     except OSError:
         return None
 
 
-def _locked_temporary(folder, base, mode):
+def _locked_temporary(folder, base):
     """A new temporary file for `base`, locked: (descriptor, path)."""
     while True:
         tmp = os.path.join(folder, f".{base}.{secrets.token_hex(8)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
-            if mode is not None:
-                os.fchmod(fd, mode)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _lock(fd)
             # Another save may have removed it as stale between its creation and the lock.
             if os.path.samestat(os.fstat(fd), os.stat(tmp)):
                 return fd, tmp
@@ -260,6 +265,16 @@ def _locked_temporary(folder, base, mode):
             os.close(fd)
             raise
         os.close(fd)
+
+
+def _lock(fd):
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as error:
+        # A file system without locks: its temporaries are never taken for stale ones, since
+        # no other save can lock them either.
+        if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
 
 
 def _remove_stale_temporaries(folder, base):
@@ -381,6 +396,8 @@ def _read_header(f, size, path):
     """(header, tensor entries in file order) of the file `f` of `size` bytes, checked, reading
     nothing but the header."""
     start = f.read(8)
+    if len(start) < min(size, 8):
+        raise CheckpointError(path, "the file became shorter while it was being read")
     try:
         return _checked_header(f, start, size, path)
     except CheckpointError:
@@ -462,7 +479,7 @@ def _check_containers(count, size, what, path):
             path,
             f"the {what} holds up to {count} JSON objects and arrays, more than the {allowed} a "
             f"{size}-byte file may hold ({FREE_CONTAINERS} plus one per {BYTES_PER_CONTAINER} "
-            "bytes): refused unread, as a file built to exhaust memory",
+            "bytes): refused before parsing, as a file made to exhaust memory or time",
         )
 
 
@@ -530,7 +547,7 @@ def _checked_entry(name, info, path):
         extent *= max(n, 1)
     if extent > _NUMPY_MAX_BYTES:
         raise bad(f"has the shape {_short(shape)}, too large for any array")
-    nbytes = dtype.itemsize * int(np.prod(shape, dtype=object))
+    nbytes = dtype.itemsize * math.prod(shape)
     begin, end = offsets
     if nbytes != end - begin:
         raise bad(

@@ -165,6 +165,70 @@ def test_a_missing_file_raises_file_not_found_naming_it(tmp_path):
     assert caught.value.filename == str(tmp_path / "absent.safetensors")
 
 
+# ---- the framing: truncated, random and lying files ----------------------------------------------
+
+
+def _valid_bytes(tmp_path):
+    path = tmp_path / "valid.safetensors"
+    cr.save({"w": cr.arange(100, dtype=cr.float64)}, path)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("cut", [0, 3, 8, 20, -1, -200])
+def test_truncated_file_raises_a_clear_error(tmp_path, cut):
+    data = _valid_bytes(tmp_path)
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(data[:cut])
+    with pytest.raises(CheckpointError, match=r"cut.safetensors: .*(truncated|too short)"):
+        cr.load(path)
+
+
+def test_random_bytes_raise_a_clear_error(tmp_path):
+    path = tmp_path / "noise.bin"
+    for seed in range(20):
+        path.write_bytes(np.random.default_rng(seed).bytes(5000))
+        with pytest.raises(CheckpointError, match="noise.bin: .*(corrupt|truncated|not)"):
+            cr.load(path)
+
+
+def test_header_claiming_a_huge_length_is_refused_without_allocating(tmp_path):
+    path = tmp_path / "huge.safetensors"
+    path.write_bytes(struct.pack("<Q", 2**62) + b"{}")
+    with pytest.raises(CheckpointError, match=r"claims a length of 4611686018427387904 bytes"):
+        cr.load(path)
+    path.write_bytes(struct.pack("<Q", 5000) + b'{"a": 1}')
+    with pytest.raises(CheckpointError, match=r"claims 5000 bytes but only 8 follow"):
+        cr.load(path)
+
+
+def test_header_that_is_not_json_or_lies_about_offsets_is_refused(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(struct.pack("<Q", 6) + b"not js" + b"\0" * 10)
+    with pytest.raises(CheckpointError, match="header is not valid JSON"):
+        cr.load(path)
+    header = json.dumps({"w": {"dtype": "F64", "shape": [1000], "data_offsets": [0, 8000]}})
+    path.write_bytes(struct.pack("<Q", len(header)) + header.encode() + b"\0" * 80)
+    with pytest.raises(CheckpointError, match="need 8000 bytes of data but only 80 are present"):
+        cr.load(path)
+
+
+def test_a_safetensors_file_whose_header_length_starts_like_a_pickle_loads(tmp_path):
+    # Length 0x0380 is stored little-endian as 80 03 ...: the first bytes of a protocol-3 pickle.
+    def header(pad):
+        entries = {
+            "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+            "__metadata__": {"pad": "x" * pad},
+        }
+        return json.dumps(entries).encode()
+
+    pad = 0x0380 - len(header(0))
+    blob = struct.pack("<Q", 0x0380) + header(pad) + np.float32(2.5).tobytes()
+    assert blob[:2] == b"\x80\x03"
+    path = tmp_path / "pickle_like.safetensors"
+    path.write_bytes(blob)
+    assert cr.load(path)["a"].tolist() == [2.5]
+
+
 # ---- the header's claims are checked against the file --------------------------------------------
 
 
