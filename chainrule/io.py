@@ -62,7 +62,8 @@ _MAX_HEADER = 100_000_000
 # Deeper than any state a program builds; keeps every recursive walk far from Python's limit.
 MAX_DEPTH = 100
 # A header entry costs about 60 bytes and three JSON containers (entry, shape, offsets); these
-# let any real checkpoint through while a file of millions of empty tensors is refused unread.
+# let any real checkpoint through while a file of millions of empty tensors is refused before
+# its JSON is parsed.
 FREE_CONTAINERS = 262_144
 BYTES_PER_CONTAINER = 64
 # What safetensors.numpy maps; safetensors is little-endian whatever the machine.
@@ -265,6 +266,7 @@ def _locked_temporary(folder, base):
             pass
         except BaseException:
             os.close(fd)
+            os.unlink(tmp)
             raise
         os.close(fd)
 
@@ -336,7 +338,7 @@ def load(path):
     with f:
         size = os.fstat(f.fileno()).st_size
         header, entries = _read_header(f, size, path)
-        metadata = header.get("__metadata__", {})
+        metadata = header.get("__metadata__") or {}
         structure = None
         if metadata.get("format") == _FORMAT and "structure" in metadata:
             structure = _parse_structure(metadata, len(entries), size, path)
@@ -450,8 +452,8 @@ def _checked_header(f, start, size, path):
         raise CheckpointError(
             path, "the header is not a JSON object: the file is corrupt or not safetensors"
         )
-    metadata = header.get("__metadata__", {})
-    if not (
+    metadata = header.get("__metadata__")  # may be null, as safetensors allows
+    if metadata is not None and not (
         isinstance(metadata, dict) and all(isinstance(value, str) for value in metadata.values())
     ):
         raise CheckpointError(

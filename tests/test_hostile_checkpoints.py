@@ -316,6 +316,15 @@ def test_a_zero_size_tensor_with_a_huge_dimension_numpy_can_hold_loads(tmp_path)
     assert cr.load(path)["w"].shape == (0, 2**59)
 
 
+def test_null_metadata_is_accepted_as_safetensors_accepts_it(tmp_path):
+    blob = _blob(
+        {"w": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]}, "__metadata__": None},
+        data=b"\1\2",
+    )
+    assert set(reference_load(blob)) == {"w"}
+    assert cr.load(_write(tmp_path, blob))["w"].tolist() == [1, 2]
+
+
 def test_read_header_of_bytes_checks_the_same_claims(tmp_path):
     with pytest.raises(CheckpointError, match="__metadata__"):
         crio.read_header(_blob({}, metadata=["x"]), "model.safetensors")
