@@ -69,7 +69,13 @@ try:
 except BaseException as error:
     outcome = {"type": type(error).__name__, "message": str(error)}
 outcome["seconds"] = time.perf_counter() - start
-outcome["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM: this process's own peak; ru_maxrss would include the parent's memory at the fork.
+try:
+    with open("/proc/self/status") as status:
+        peak = next(line for line in status if line.startswith("VmHWM:")).split()[1]
+    outcome["peak_mb"] = int(peak) / 1024
+except (OSError, StopIteration):  # not Linux
+    outcome["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(outcome))
 """
 
