@@ -1,15 +1,8 @@
-"""cr.save / cr.load: bit-exact safetensors round trips for every dtype and nested state, resume
-from a checkpoint equal to an uninterrupted run, atomic writes under SIGKILL, and clear errors (with
-nothing executed) for truncated, random, pickled, PyTorch and lying files."""
+"""cr.save / cr.load: bit-exact safetensors round trips for every dtype and nested state, and resume
+from a checkpoint equal to an uninterrupted run. What they promise for hostile, broken and unlucky
+files (and killed or failing saves) is in test_hostile_checkpoints.py."""
 
-import json
 import os
-import pickle
-import random
-import signal
-import struct
-import time
-import warnings
 
 import numpy as np
 import pytest
@@ -18,7 +11,6 @@ from safetensors.numpy import load_file
 
 import chainrule as cr
 from chainrule import nn, optim
-from chainrule.io import CheckpointError
 
 DTYPES = [
     np.float32,
@@ -135,6 +127,14 @@ def test_nested_state_with_plain_values_round_trips(tmp_path):
     assert set(load_file(path)) >= {"model.0.weight", "optimizer.state.0.exp_avg"}
 
 
+def test_a_bare_tensor_round_trips(tmp_path):
+    t = cr.tensor([[1.5, -2.0]], dtype=cr.float64)
+    cr.save(t, tmp_path / "t.safetensors")
+    back = cr.load(tmp_path / "t.safetensors")
+    assert isinstance(back, cr.Tensor) and back.dtype == cr.float64
+    np.testing.assert_array_equal(back.numpy(), t.numpy())
+
+
 def test_unsaveable_objects_are_refused_with_a_hint(tmp_path):
     with pytest.raises(TypeError, match=r"cannot save a Linear \(at model\).*state_dict\(\)"):
         cr.save({"model": nn.Linear(2, 2)}, tmp_path / "x")
@@ -215,35 +215,6 @@ def _state(value):
     return {"weights": cr.full((512, 1024), float(value), dtype=cr.float64), "version": value}
 
 
-def test_killing_a_writer_at_random_moments_leaves_the_old_or_the_new_file(tmp_path):
-    path = tmp_path / "ckpt.safetensors"
-    cr.save(_state(0), path)
-    rng = random.Random(0)
-    seen = set()
-    for trial in range(8):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork with torch's threads idle
-            pid = os.fork()
-        if pid == 0:  # the writer: saves new versions back to back until killed
-            try:
-                version = 1 + trial * 1000
-                while True:
-                    cr.save(_state(version), path)
-                    version += 1
-            finally:
-                os._exit(0)
-        time.sleep(rng.uniform(0.005, 0.12))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        loaded = cr.load(path)  # never a corrupt file
-        version = loaded["version"]
-        assert np.all(loaded["weights"].numpy() == float(version)), f"trial {trial}: mixed data"
-        seen.add(version)
-    assert len(seen - {0}) >= 2, f"the writer never finished a save: saw versions {seen}"
-    leftovers = [name for name in os.listdir(tmp_path) if name != "ckpt.safetensors"]
-    assert all(name.startswith(".ckpt.safetensors.") and ".tmp" in name for name in leftovers)
-
-
 def test_a_failed_save_leaves_the_previous_file_and_no_temporary(tmp_path):
     path = tmp_path / "ckpt.safetensors"
     cr.save({"a": cr.ones(3)}, path)
@@ -252,103 +223,3 @@ def test_a_failed_save_leaves_the_previous_file_and_no_temporary(tmp_path):
         cr.save({"a": cr.ones(3), "b": object()}, path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["ckpt.safetensors"]
-
-
-# ---- bad files --------------------------------------------------------------------------------
-
-
-class _Trap:
-    """Unpickling this creates a marker file: proof that a loader executed the file's code."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def _valid_bytes(tmp_path):
-    path = tmp_path / "valid.safetensors"
-    cr.save({"w": cr.arange(100, dtype=cr.float64)}, path)
-    return path.read_bytes()
-
-
-@pytest.mark.parametrize("cut", [0, 3, 8, 20, -1, -200])
-def test_truncated_file_raises_a_clear_error(tmp_path, cut):
-    data = _valid_bytes(tmp_path)
-    path = tmp_path / "cut.safetensors"
-    path.write_bytes(data[:cut])
-    with pytest.raises(CheckpointError, match=r"cut.safetensors: .*(truncated|too short)"):
-        cr.load(path)
-
-
-def test_random_bytes_raise_a_clear_error(tmp_path):
-    path = tmp_path / "noise.bin"
-    for seed in range(20):
-        path.write_bytes(np.random.default_rng(seed).bytes(5000))
-        with pytest.raises(CheckpointError, match="noise.bin: .*(corrupt|truncated|not)"):
-            cr.load(path)
-
-
-def test_pickle_is_refused_and_not_executed(tmp_path):
-    marker = tmp_path / "executed"
-    path = tmp_path / "evil.pkl"
-    path.write_bytes(pickle.dumps({"w": _Trap(str(marker))}))
-    with pytest.raises(CheckpointError, match="evil.pkl: this is a Python pickle.*never unpickles"):
-        cr.load(path)
-    assert not marker.exists()
-
-
-def test_pytorch_pt_file_is_refused_and_not_executed(tmp_path):
-    marker = tmp_path / "executed"
-    path = tmp_path / "model.pt"
-    torch.save({"w": torch.ones(3), "trap": _Trap(str(marker))}, path)
-    with pytest.raises(CheckpointError, match=r"model.pt: this is a zip archive \(PyTorch's .pt"):
-        cr.load(path)
-    assert not marker.exists()
-
-
-def test_header_claiming_a_huge_length_is_refused_without_allocating(tmp_path):
-    path = tmp_path / "huge.safetensors"
-    path.write_bytes(struct.pack("<Q", 2**62) + b"{}")
-    with pytest.raises(CheckpointError, match=r"claims a length of 4611686018427387904 bytes"):
-        cr.load(path)
-    path.write_bytes(struct.pack("<Q", 5000) + b'{"a": 1}')
-    with pytest.raises(CheckpointError, match=r"claims 5000 bytes but only 8 follow"):
-        cr.load(path)
-
-
-def test_header_that_is_not_json_or_lies_about_offsets_is_refused(tmp_path):
-    path = tmp_path / "bad.safetensors"
-    path.write_bytes(struct.pack("<Q", 6) + b"not js" + b"\0" * 10)
-    with pytest.raises(CheckpointError, match="header is not valid JSON"):
-        cr.load(path)
-    header = json.dumps({"w": {"dtype": "F64", "shape": [1000], "data_offsets": [0, 8000]}})
-    path.write_bytes(struct.pack("<Q", len(header)) + header.encode() + b"\0" * 80)
-    with pytest.raises(CheckpointError, match="need 8000 bytes of data but only 80 are present"):
-        cr.load(path)
-
-
-def test_a_bare_tensor_round_trips(tmp_path):
-    t = cr.tensor([[1.5, -2.0]], dtype=cr.float64)
-    cr.save(t, tmp_path / "t.safetensors")
-    back = cr.load(tmp_path / "t.safetensors")
-    assert isinstance(back, cr.Tensor) and back.dtype == cr.float64
-    np.testing.assert_array_equal(back.numpy(), t.numpy())
-
-
-def test_a_safetensors_file_whose_header_length_starts_like_a_pickle_loads(tmp_path):
-    # Length 0x0380 is stored little-endian as 80 03 ...: the first bytes of a protocol-3 pickle.
-    def header(pad):
-        entries = {
-            "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
-            "__metadata__": {"pad": "x" * pad},
-        }
-        return json.dumps(entries).encode()
-
-    pad = 0x0380 - len(header(0))
-    blob = struct.pack("<Q", 0x0380) + header(pad) + np.float32(2.5).tobytes()
-    assert blob[:2] == b"\x80\x03"
-    path = tmp_path / "pickle_like.safetensors"
-    path.write_bytes(blob)
-    assert cr.load(path)["a"].tolist() == [2.5]
