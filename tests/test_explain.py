@@ -476,3 +476,68 @@ def test_graph_of_a_tracked_model_names_parameters_as_the_model_does():
         assert f"<b>{name}</b>" in source
     # Without the record, the same parameters get automatic names.
     assert "<b>0.weight</b>" not in cr.explain.graph(loss).source
+
+
+# ---- a custom Function whose backward gives no gradient to one input ------------------------------
+
+
+def _scale_without_weight_grad(lib):
+    """x * w whose backward passes a gradient to x only (None for w), as PyTorch allows."""
+
+    class ScaleNoWeightGrad(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w):
+            ctx.save_for_backward(w)
+            return x * w
+
+        @staticmethod
+        def backward(ctx, g):
+            (w,) = ctx.saved_tensors
+            return g * w, None
+
+    return ScaleNoWeightGrad
+
+
+def _custom_none_graph():
+    scale = _scale_without_weight_grad(cr)
+    x = cr.tensor([1.0, -1.0, 0.5], dtype=cr.float64, requires_grad=True, name="x")
+    w = cr.tensor([2.0, 3.0, -4.0], dtype=cr.float64, requires_grad=True, name="w")
+    loss = (scale.apply(x, w) * w).sum()
+    tx = torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64, requires_grad=True)
+    tw = torch.tensor([2.0, 3.0, -4.0], dtype=torch.float64, requires_grad=True)
+    (_scale_without_weight_grad(torch).apply(tx, tw) * tw).sum().backward()
+    return loss, x, w, tx.grad.numpy(), tw.grad.numpy()
+
+
+def test_paths_through_a_custom_function_that_returns_none_for_an_input():
+    loss, x, w, torch_x_grad, torch_w_grad = _custom_none_graph()
+    dw = explain.paths(loss, w)
+    # w reaches the loss twice in the graph, but the Function's backward passes nothing to it:
+    # one path carries the gradient, the other is not a path of the gradient
+    assert dw.count == 1 and len(dw.paths) == 1
+    np.testing.assert_allclose(dw.total, torch_w_grad, rtol=1e-12)
+    np.testing.assert_allclose(dw.grad, torch_w_grad, rtol=1e-12)
+    dx = explain.paths(loss, x)
+    np.testing.assert_allclose(dx.total, torch_x_grad, rtol=1e-12)
+    assert "ScaleNoWeightGrad" in str(dx) and "dloss/dw" in str(dw)
+
+
+def test_graph_and_recorded_values_through_a_custom_function_that_returns_none():
+    from chainrule.explain.recorded import Recorded
+
+    loss, x, w, torch_x_grad, torch_w_grad = _custom_none_graph()
+    src = explain.graph(loss, highlight=w).source
+    assert "ScaleNoWeightGrad" in src and "<b>w</b>" in src
+    recorded = Recorded(loss)
+    np.testing.assert_allclose(recorded.find(w).grad, torch_w_grad, rtol=1e-12)
+    np.testing.assert_allclose(recorded.find(x).grad, torch_x_grad, rtol=1e-12)
+    custom = next(v for v in recorded.op_vertices() if v.node.op.name == "ScaleNoWeightGrad")
+    g = np.ones(3)
+    assert recorded.apply_edge(custom, 1, g) is None
+    np.testing.assert_allclose(recorded.apply_edge(custom, 0, g), [2.0, 3.0, -4.0])
+
+
+def test_symbolic_refuses_a_custom_function_by_name():
+    loss, x, w, *_ = _custom_none_graph()
+    with pytest.raises(NotImplementedError, match="ScaleNoWeightGrad"):
+        explain.symbolic(loss, w)

@@ -70,9 +70,13 @@ class Path:
         return out
 
     def _propagate(self):
+        """The gradient this path delivers to the target; None where an edge passes none on
+        (a custom Function's backward returned None for that input)."""
         g = self.recorded._seed
         for v, i in self.raw:
             g = self.recorded.apply_edge(v, i, g)
+            if g is None:
+                return None
         return g
 
     def _visible_edges(self):
@@ -175,7 +179,13 @@ class Derivation:
                 "no derivative with respect to it"
             )
         raw_paths, self.count = _enumerate(recorded, target, max_paths)
-        self.paths = [Path(recorded, raw, target) for raw in raw_paths]
+        self.paths = []
+        for raw in raw_paths:
+            path = Path(recorded, raw, target)
+            if path.value is None:
+                self.count -= 1  # the graph has the edge, but no gradient flows along it
+            else:
+                self.paths.append(path)
         shape = np.shape(target.value)
         self.total = sum((p.value for p in self.paths), np.zeros(shape))
         engine = target.grad

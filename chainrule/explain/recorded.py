@@ -12,10 +12,9 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..engine.autograd import deliver_gradients, graph_nodes
 from ..engine.autograd import grad as _engine_grad
-from ..engine.autograd import graph_nodes
-from ..engine.broadcast import sum_to_array
-from ..engine.op import IDENTITY, LOCAL, NEGATE, Node
+from ..engine.op import IDENTITY, LOCAL, NEGATE, Node, Shape
 from ..engine.tensor import Tensor
 from . import expr
 
@@ -342,23 +341,17 @@ class Recorded:
         return False
 
     def apply_edge(self, v, i, g):
-        """What flows back to input i when `g` arrives at v: the engine's rule, on arrays."""
-        d = self.derivative(v, i)
-        args, params, out = self.args(v), v.node.params, v.value
-        if d.kind is LOCAL:
-            gi = g * (d.fn(*args, out, **params) if params else d.fn(*args, out))
-        elif d.kind is IDENTITY:
-            gi = g
-        elif d.kind is NEGATE:
-            gi = -g
-        else:
-            gi = d.fn(g, *args, out, **params) if params else d.fn(g, *args, out)
-        gi = np.asarray(gi)
-        if v.node.op.elementwise:
-            shape = np.shape(args[i])
-            if gi.shape != shape:
-                gi = sum_to_array(gi, shape)
-        return gi
+        """What flows back to input i when `g` arrives at v: the engine's own dispatch, on
+        arrays; None where the rule gives no gradient (a custom Function's backward said None)."""
+        args = self.args(v)
+        parents = [None] * len(args)
+        parents[i] = i
+        shapes = [None] * len(args)
+        shapes[i] = Shape(np.shape(args[i]))
+        received = {}
+        deliver_gradients(v.node, g, args, v.value, parents, shapes, received)
+        gi = received.get(i)
+        return None if gi is None else np.asarray(gi)
 
     def formula(self, v, i, g_name="g"):
         """Input i's derivative formula, in the user's names, tidied: shapes written as tuples,

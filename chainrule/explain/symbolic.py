@@ -11,8 +11,9 @@ import functools
 
 import numpy as np
 
+from ..engine.autograd import deliver_gradients
 from ..engine.broadcast import sum_to_array
-from ..engine.op import IDENTITY, LOCAL, NEGATE
+from ..engine.op import Shape
 from ..engine.tensor import Tensor
 from ..ops import dual
 from . import expr
@@ -344,7 +345,8 @@ def _count(x, dim):
 
 
 def _chain_rule(recorded, forward, point):
-    """Backward over the graph with each op's declared formulas, on SymPy arrays."""
+    """Backward over the graph with each op's declared formulas, on SymPy arrays, through the
+    engine's own dispatch (`deliver_gradients`)."""
     import sympy
 
     seed = np.empty(np.shape(recorded._seed), dtype=object)
@@ -355,25 +357,21 @@ def _chain_rule(recorded, forward, point):
         g = grads.pop(v, None)
         if g is None:
             continue
-        op = v.node.op
-        for (_i, item), d in zip(v.inputs, op.derivatives, strict=True):
-            if not isinstance(item, Vertex) or not item.differentiable or d is None:
-                continue
-            if d.kind is IDENTITY:
-                gi = g
-            elif d.kind is NEGATE:
-                gi = -g
-            elif d.kind is LOCAL:
-                local = expr.evaluate(expr.parse(d.formula), _namespace(v, forward, point))
-                gi = g * _as_object(local)
-            else:
-                gi = expr.evaluate(expr.parse(d.formula), _namespace(v, forward, point, g=g))
-            gi = _as_object(gi)
-            shape = np.shape(forward[item])
-            if gi.shape != shape:
-                gi = sum_to_array(gi, shape)
-            grads[item] = gi if item not in grads else grads[item] + gi
-    return grads
+        g = _as_object(g)  # a product of 0-d object arrays is a bare SymPy expression
+
+        def evaluate(d, g, v=v):
+            names = _namespace(v, forward, point, g=g)
+            return _as_object(expr.evaluate(expr.parse(d.formula), names))
+
+        parents, shapes = [], []
+        out_shape = np.shape(forward[v])
+        for _i, item in v.inputs:
+            wanted = isinstance(item, Vertex) and item.differentiable
+            parents.append(item if wanted else None)
+            shape = np.shape(forward[item]) if wanted else None
+            shapes.append(Shape(shape) if wanted and shape != out_shape else None)
+        deliver_gradients(v.node, g, None, None, parents, shapes, grads, evaluate=evaluate)
+    return {key: _as_object(value) for key, value in grads.items()}
 
 
 @functools.lru_cache(maxsize=1)
