@@ -49,8 +49,26 @@ def vjp(formula, fn):
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(?:\.[A-Za-z_][A-Za-z_0-9]*)?")
 
 
+# Every op chainrule declares, in declaration order (the tests generate their tables from it).
+# An op made for a user's autograd.Function is not one of them.
+_DECLARED = []
+
+
+def declared_ops():
+    """Every op chainrule declares (an op family's members as they are made, e.g. cat of 3)."""
+    return list(_DECLARED)
+
+
 class Op:
-    """An operation, declared once: forward, per-input derivatives, and what backward must save.
+    """An operation, declared once: forward (as array code and as a formula), per-input
+    derivatives, and what backward must save.
+
+    `formula` is the forward as people read it, in the op's input names: the explainer prints it
+    (substituting the user's names) and the symbolic derivation evaluates it. Where the forward is
+    not an expression of simpler functions it is a call, `reshape(x)`, whose meaning includes the
+    node's params. `derivatives` names every input: a `Derivative`, or None for an input that
+    takes no gradient (a condition, an index); an op without derivatives is not differentiable.
+    `variant` tells apart declarations of one name (gelu and its tanh approximation).
 
     What is saved is read off the formulas: an input named in the formula of a derivative that this
     call needs is kept until backward, and so is `out`; an input used only as `x.shape` costs
@@ -61,11 +79,12 @@ class Op:
     __slots__ = (
         "name",
         "forward",
+        "formula",
         "inputs",
         "derivatives",
         "elementwise",
         "params",
-        "doc",
+        "variant",
         "differentiable",
         "uses",
         "keep",
@@ -78,29 +97,38 @@ class Op:
         forward,
         inputs=("x",),
         derivatives=None,
+        *,
+        formula,
         elementwise=False,
         params=(),
-        doc="",
         keep=(),
+        variant=None,
+        declared=True,
     ):
+        _check_declaration(name, formula, inputs, derivatives)
         derivatives = derivatives or {}
-        unknown = set(derivatives) - set(inputs)
-        if unknown:
-            raise ValueError(f"op {name}: derivatives given for unknown inputs {sorted(unknown)}")
         self.name = name
         self.forward = forward
+        self.formula = formula
         self.inputs = tuple(inputs)
         self.derivatives = tuple(derivatives.get(i) for i in inputs)
         self.differentiable = any(d is not None for d in self.derivatives)
         self.elementwise = elementwise
         self.params = tuple(params)
-        self.doc = doc
+        self.variant = variant
         self.keep = frozenset(keep)
         self.uses = tuple(
             _names_used(d.formula) if d is not None else (frozenset(), frozenset())
             for d in self.derivatives
         )
         self.plans = {}
+        if declared:
+            _DECLARED.append(self)
+
+    @property
+    def key(self):
+        """The declaration's name among all ops: its name, and its variant where it has one."""
+        return self.name if self.variant is None else f"{self.name}[{self.variant}]"
 
     def plan(self, needs):
         """For a pattern of which inputs need a gradient: which inputs to keep, which to keep the
@@ -122,6 +150,30 @@ class Op:
 
     def __repr__(self):
         return f"Op({self.name})"
+
+
+def _check_declaration(name, formula, inputs, derivatives):
+    """A declaration that leaves something out fails here, not later as a dropped gradient."""
+    if not isinstance(formula, str) or not formula.strip():
+        raise ValueError(f"op {name}: give its forward as a formula (formula=...)")
+    if not derivatives:
+        return  # not differentiable at all
+    unknown = set(derivatives) - set(inputs)
+    if unknown:
+        raise ValueError(f"op {name}: derivatives given for unknown inputs {sorted(unknown)}")
+    missing = [i for i in inputs if i not in derivatives]
+    if missing:
+        raise ValueError(
+            f"op {name}: no derivative declared for inputs {missing}; give each one, or None for "
+            "an input that takes no gradient"
+        )
+    for i, d in derivatives.items():
+        if d is None:
+            continue
+        if not isinstance(d, Derivative):
+            raise TypeError(f"op {name}: the derivative of {i!r} must be local(...) or vjp(...)")
+        if d.fn is None and d.kind in (LOCAL, VJP):
+            raise ValueError(f"op {name}: the derivative of {i!r} ({d.formula!r}) has no code")
 
 
 def _names_used(formula):

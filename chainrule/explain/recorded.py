@@ -22,10 +22,6 @@ from . import expr
 # a longer one gets its own (automatic) name instead.
 INLINE_LIMIT = 40
 
-# Reductions and casts whose derivative is a plain factor per element (1, or 1/n for a mean), so a
-# path through them is still a product of local derivatives followed by a sum.
-_FACTOR_VJPS = {"sum", "mean", "to", "clone"}
-
 
 class Vertex:
     """One thing in the explained graph: an op's output ("op"), a leaf that requires grad ("leaf")
@@ -206,17 +202,9 @@ class Recorded:
             v.visible = not hidden
 
     def _forward_expr(self, v):
-        op = v.node.op
-        mapping = self.input_refs(v)
-        template = expr.FORWARD.get(op.name)
-        if template is not None and not (op.name == "linear" and v.inputs[2][1] is None):
-            return expr.simplify(expr.substitute(expr.parse(template), mapping))
-        args = [
-            mapping[n]
-            for n in op.inputs
-            if not isinstance(mapping[n], ast.Constant) or mapping[n].value is not None
-        ]
-        return ast.Call(func=expr.name(op.name), args=args, keywords=[])
+        """The op's forward formula in the names of this node's inputs."""
+        tree = expr.substitute(expr.parse(v.node.op.formula), self.input_refs(v))
+        return expr.simplify(expr.drop_missing(tree))
 
     def input_refs(self, v):
         """The op's parameter names -> how each input is written (name, inlined text or number)."""

@@ -240,16 +240,17 @@ def _forward(recorded, symbols, point):
     values = dict(symbols)
     for v in recorded.op_vertices():
         op = v.node.op
-        template = expr.FORWARD.get(op.name)
-        if template is None:
-            raise NotImplementedError(
-                f"symbolic: no symbolic form for the op {op.name!r} (node {v.name}); symbolic "
-                f"derivations cover {', '.join(sorted(expr.FORWARD))}"
-            )
         names = _namespace(v, values, point)
-        if op.name == "linear" and names["bias"] is None:
-            template = "x @ weight.mT"
-        values[v] = _as_object(expr.evaluate(expr.parse(template), names))
+        missing = {param: None for param in op.inputs if names[param] is None}
+        tree = expr.drop_missing(expr.substitute(expr.parse(op.formula), missing))
+        try:
+            value = expr.evaluate(tree, names)
+        except NameError as error:
+            raise NotImplementedError(
+                f"symbolic: no symbolic form for the op {op.name!r} (node {v.name}): its formula "
+                f"{op.formula!r} calls a function that has none here ({error})"
+            ) from None
+        values[v] = _as_object(value)
     return values
 
 
@@ -333,6 +334,22 @@ def _functions(params, point):
         "swapaxes": np.swapaxes,
         "permute": np.transpose,
         "inverse_permutation": dual.inverse_permutation,
+        "gelu": lambda x, approximate="none": each(
+            (lambda z: z * (1 + sympy.erf(z / sympy.sqrt(2))) / 2)
+            if approximate == "none"
+            else (
+                lambda z: (
+                    z
+                    / 2
+                    * (
+                        1
+                        + sympy.tanh(
+                            sympy.sqrt(2 / sympy.pi) * (z + sympy.Float("0.044715") * z**3)
+                        )
+                    )
+                )
+            )
+        )(x),
         "normal_pdf": each(lambda x: sympy.exp(-(x**2) / 2) / sympy.sqrt(2 * sympy.pi)),
         "normal_cdf": each(lambda x: (1 + sympy.erf(x / sympy.sqrt(2))) / 2),
     }

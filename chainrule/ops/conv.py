@@ -101,6 +101,7 @@ def _conv2d_nobias(x, weight, stride, padding, dilation, groups):
     return _conv2d(x, weight, None, stride, padding, dilation, groups)
 
 
+# 2-D cross-correlation, as torch.nn.functional.conv2d.
 CONV2D = Op(
     "conv2d",
     _conv2d,
@@ -117,7 +118,7 @@ CONV2D = Op(
         "bias": vjp("sum(g, (0, 2, 3))", lambda g, x, weight, bias, out, **p: g.sum((0, 2, 3))),
     },
     params=("stride", "padding", "dilation", "groups"),
-    doc="2-D cross-correlation, as torch.nn.functional.conv2d",
+    formula="conv2d(x, weight, bias)",
 )
 
 # Without a bias, a two-input op of its own: no placeholder input, and the same two rules.
@@ -136,6 +137,8 @@ CONV2D_NOBIAS = Op(
         ),
     },
     params=("stride", "padding", "dilation", "groups"),
+    formula="conv2d(x, weight)",
+    variant="no bias",
 )
 
 CONV2D_GRAD_INPUT = Op(
@@ -155,6 +158,7 @@ CONV2D_GRAD_INPUT = Op(
         ),
     },
     params=("input_shape", "stride", "padding", "dilation", "groups"),
+    formula="conv2d_grad_input(g, weight)",
 )
 
 CONV2D_GRAD_WEIGHT = Op(
@@ -169,6 +173,7 @@ CONV2D_GRAD_WEIGHT = Op(
         ),
     },
     params=("weight_shape", "stride", "padding", "dilation", "groups"),
+    formula="conv2d_grad_weight(g, x)",
 )
 
 conv2d_plain = _dual(CONV2D_NOBIAS, _conv2d_nobias)
@@ -258,6 +263,7 @@ def _max_pool2d_grad(g, x, out, kernel, stride, padding, dilation, extra=(0, 0))
     return dxp[:, :, ph : ph + h, pw : pw + w]
 
 
+# 2-D max pooling, as torch.nn.functional.max_pool2d.
 MAX_POOL2D = Op(
     "max_pool2d",
     _max_pool2d,
@@ -266,7 +272,7 @@ MAX_POOL2D = Op(
         "x": vjp("scatter(g, first_argmax(x, out))", _max_pool2d_grad),
     },
     params=("kernel", "stride", "padding", "dilation", "extra"),
-    doc="2-D max pooling, as torch.nn.functional.max_pool2d",
+    formula="max_pool2d(x)",
 )
 
 

@@ -13,7 +13,12 @@ from .build import as_tensor, binary, call, cast, float_unary, promote_pair, una
 # ---- arithmetic ---------------------------------------------------------------------------------
 
 ADD = Op(
-    "add", np.add, ("a", "b"), {"a": local("1", None), "b": local("1", None)}, elementwise=True
+    "add",
+    np.add,
+    ("a", "b"),
+    {"a": local("1", None), "b": local("1", None)},
+    elementwise=True,
+    formula="a + b",
 )
 SUB = Op(
     "sub",
@@ -21,6 +26,7 @@ SUB = Op(
     ("a", "b"),
     {"a": local("1", None), "b": local("-1", None)},
     elementwise=True,
+    formula="a - b",
 )
 MUL = Op(
     "mul",
@@ -31,6 +37,7 @@ MUL = Op(
         "b": local("a", lambda a, b, out: a),
     },
     elementwise=True,
+    formula="a * b",
 )
 DIV = Op(
     "div",
@@ -41,6 +48,7 @@ DIV = Op(
         "b": local("-a / b**2", lambda a, b, out: -a / (b * b)),
     },
     elementwise=True,
+    formula="a / b",
 )
 
 
@@ -73,8 +81,9 @@ POW = Op(
         "b": local("where((a == 0) & (b >= 0), 0, out * log(a))", _pow_local_b),
     },
     elementwise=True,
+    formula="a ** b",
 )
-NEG = Op("neg", np.negative, ("x",), {"x": local("-1", None)}, elementwise=True)
+NEG = Op("neg", np.negative, ("x",), {"x": local("-1", None)}, elementwise=True, formula="-x")
 MAXIMUM = Op(
     "maximum",
     np.maximum,
@@ -84,6 +93,7 @@ MAXIMUM = Op(
         "b": local("(b > a) + 0.5 * (a == b)", lambda a, b, out: (b > a) + 0.5 * (a == b)),
     },
     elementwise=True,
+    formula="maximum(a, b)",
 )
 MINIMUM = Op(
     "minimum",
@@ -94,6 +104,7 @@ MINIMUM = Op(
         "b": local("(b < a) + 0.5 * (a == b)", lambda a, b, out: (b < a) + 0.5 * (a == b)),
     },
     elementwise=True,
+    formula="minimum(a, b)",
 )
 
 add = binary(ADD)
@@ -125,46 +136,75 @@ multiply = mul
 
 # ---- functions of one variable ------------------------------------------------------------------
 
-EXP = Op("exp", np.exp, derivatives={"x": local("out", lambda x, out: out)}, elementwise=True)
-LOG = Op("log", np.log, derivatives={"x": local("1 / x", lambda x, out: 1 / x)}, elementwise=True)
+EXP = Op(
+    "exp",
+    np.exp,
+    derivatives={"x": local("out", lambda x, out: out)},
+    elementwise=True,
+    formula="exp(x)",
+)
+LOG = Op(
+    "log",
+    np.log,
+    derivatives={"x": local("1 / x", lambda x, out: 1 / x)},
+    elementwise=True,
+    formula="log(x)",
+)
 LOG1P = Op(
     "log1p",
     np.log1p,
     derivatives={"x": local("1 / (1 + x)", lambda x, out: 1 / (1 + x))},
     elementwise=True,
+    formula="log1p(x)",
 )
 SQRT = Op(
     "sqrt",
     np.sqrt,
     derivatives={"x": local("0.5 / out", lambda x, out: 0.5 / out)},
     elementwise=True,
+    formula="sqrt(x)",
 )
 ABS = Op(
-    "abs", np.abs, derivatives={"x": local("sign(x)", lambda x, out: d.sign(x))}, elementwise=True
+    "abs",
+    np.abs,
+    derivatives={"x": local("sign(x)", lambda x, out: d.sign(x))},
+    elementwise=True,
+    formula="abs(x)",
 )
 SIN = Op(
-    "sin", np.sin, derivatives={"x": local("cos(x)", lambda x, out: d.cos(x))}, elementwise=True
+    "sin",
+    np.sin,
+    derivatives={"x": local("cos(x)", lambda x, out: d.cos(x))},
+    elementwise=True,
+    formula="sin(x)",
 )
 COS = Op(
-    "cos", np.cos, derivatives={"x": local("-sin(x)", lambda x, out: -d.sin(x))}, elementwise=True
+    "cos",
+    np.cos,
+    derivatives={"x": local("-sin(x)", lambda x, out: -d.sin(x))},
+    elementwise=True,
+    formula="cos(x)",
 )
 TANH = Op(
     "tanh",
     np.tanh,
     derivatives={"x": local("1 - out**2", lambda x, out: 1 - out * out)},
     elementwise=True,
+    formula="tanh(x)",
 )
 SIGMOID = Op(
     "sigmoid",
     special.expit,
     derivatives={"x": local("out * (1 - out)", lambda x, out: out * (1 - out))},
     elementwise=True,
+    formula="sigmoid(x)",
 )
 RELU = Op(
     "relu",
     lambda x: np.maximum(x, 0, dtype=x.dtype),
     derivatives={"x": local("out > 0", lambda x, out: out > 0)},
     elementwise=True,
+    formula="relu(x)",
 )
 _TWO_OVER_SQRT_PI = float(2 / np.sqrt(np.pi))  # a Python float keeps float32 float32
 ERF = Op(
@@ -174,12 +214,14 @@ ERF = Op(
         "x": local("2 / sqrt(pi) * exp(-x**2)", lambda x, out: _TWO_OVER_SQRT_PI * d.exp(-x * x)),
     },
     elementwise=True,
+    formula="erf(x)",
 )
 SIGN = Op(
     "sign",
     np.sign,
     derivatives={"x": vjp("zeros_like(g)", lambda g, x, out: d.zeros_like(g))},
     elementwise=True,
+    formula="sign(x)",
 )
 
 exp = float_unary(EXP)
@@ -223,6 +265,7 @@ SOFTPLUS = Op(
         "x": local("where(beta * x > threshold, 1, sigmoid(beta * x))", _softplus_local),
     },
     elementwise=True,
+    formula="softplus(x)",
 )
 
 
@@ -260,6 +303,7 @@ GELU = Op(
         ),
     },
     elementwise=True,
+    formula="gelu(x)",
 )
 GELU_TANH = Op(
     "gelu",
@@ -273,6 +317,8 @@ GELU_TANH = Op(
         ),
     },
     elementwise=True,
+    formula="gelu(x, 'tanh')",
+    variant="tanh",
 )
 
 
@@ -290,6 +336,7 @@ CLAMP = Op(
         "x": local("(x >= min) * (x <= max)", lambda x, out, min, max: (x >= min) * (x <= max)),
     },
     elementwise=True,
+    formula="clamp(x)",
 )
 
 
@@ -327,10 +374,12 @@ WHERE = Op(
     _where,
     ("cond", "a", "b"),
     {
+        "cond": None,
         "a": vjp("where(cond, g, 0)", lambda g, cond, a, b, out: d.where(cond, g, 0.0)),
         "b": vjp("where(cond, 0, g)", lambda g, cond, a, b, out: d.where(cond, 0.0, g)),
     },
     elementwise=True,
+    formula="where(cond, a, b)",
 )
 
 
@@ -373,14 +422,14 @@ def _with_number(tensor, value):
 
 # ---- comparisons (no gradient, bool result) -----------------------------------------------------
 
-eq = binary(Op("eq", np.equal, ("a", "b")))
-ne = binary(Op("ne", np.not_equal, ("a", "b")))
-lt = binary(Op("lt", np.less, ("a", "b")))
-le = binary(Op("le", np.less_equal, ("a", "b")))
-gt = binary(Op("gt", np.greater, ("a", "b")))
-ge = binary(Op("ge", np.greater_equal, ("a", "b")))
-logical_and = binary(Op("logical_and", np.logical_and, ("a", "b")))
-logical_or = binary(Op("logical_or", np.logical_or, ("a", "b")))
-logical_not = unary(Op("logical_not", np.logical_not))
-isnan = unary(Op("isnan", np.isnan))
-isfinite = unary(Op("isfinite", np.isfinite))
+eq = binary(Op("eq", np.equal, ("a", "b"), formula="a == b"))
+ne = binary(Op("ne", np.not_equal, ("a", "b"), formula="a != b"))
+lt = binary(Op("lt", np.less, ("a", "b"), formula="a < b"))
+le = binary(Op("le", np.less_equal, ("a", "b"), formula="a <= b"))
+gt = binary(Op("gt", np.greater, ("a", "b"), formula="a > b"))
+ge = binary(Op("ge", np.greater_equal, ("a", "b"), formula="a >= b"))
+logical_and = binary(Op("logical_and", np.logical_and, ("a", "b"), formula="logical_and(a, b)"))
+logical_or = binary(Op("logical_or", np.logical_or, ("a", "b"), formula="logical_or(a, b)"))
+logical_not = unary(Op("logical_not", np.logical_not, formula="logical_not(x)"))
+isnan = unary(Op("isnan", np.isnan, formula="isnan(x)"))
+isfinite = unary(Op("isfinite", np.isfinite, formula="isfinite(x)"))

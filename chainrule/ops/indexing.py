@@ -54,6 +54,7 @@ GETITEM = Op(
             lambda g, x, out, index: _scatter_into(g, x.shape, index),
         ),
     },
+    formula="getitem(x)",
 )
 INDEX_ADD = Op(
     "index_add",
@@ -63,6 +64,7 @@ INDEX_ADD = Op(
     derivatives={
         "g": vjp("h[index]", lambda h, g, out, shape, index: h[index]),
     },
+    formula="index_add(g)",
 )
 
 
@@ -110,6 +112,7 @@ INDEX_PUT = Op(
         "x": vjp("zero_at(g, index)", lambda g, x, value, out, index: _masked_out(g, index)),
         "value": vjp("sum_to(g[index], value.shape)", _value_grad),
     },
+    formula="index_put(x, value)",
 )
 
 

@@ -32,6 +32,7 @@ MATMUL = Op(
         "a": vjp("sum_to(g @ b.mT, a.shape)", _matmul_grad_a),
         "b": vjp("sum_to(a.mT @ g, b.shape)", _matmul_grad_b),
     },
+    formula="a @ b",
 )
 
 
@@ -158,6 +159,7 @@ def _einsum_op(n):
             names,
             {name: _einsum_rule(i) for i, name in enumerate(names)},
             params=("subscripts", "output"),
+            formula=f"einsum({', '.join(names)})",
             keep=names,  # every operand is needed by the others' rules
         )
     return _einsum_ops[n]

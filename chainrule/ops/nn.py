@@ -32,6 +32,7 @@ LINEAR = Op(
         "weight": vjp("sum_to(g.mT @ x, weight.shape)", _linear_grad_weight),
         "bias": vjp("sum_to(g, bias.shape)", _linear_grad_bias),
     },
+    formula="x @ weight.mT + bias",
 )
 
 
@@ -78,6 +79,7 @@ SOFTMAX = Op(
             lambda g, x, out, dim: out * (g - d.sum(g * out, dim, True)),
         ),
     },
+    formula="softmax(x)",
 )
 
 
@@ -97,6 +99,7 @@ LOG_SOFTMAX = Op(
             lambda g, x, out, dim: g - d.exp(out) * d.sum(g, dim, True),
         ),
     },
+    formula="log_softmax(x)",
 )
 
 
@@ -134,6 +137,7 @@ def _cross_entropy_grad(g, x, out, index, scale):
     return p
 
 
+# Mean (or sum) over rows of -log softmax(x)[index], fused: one pass each way.
 CROSS_ENTROPY = Op(
     "cross_entropy",
     _cross_entropy,
@@ -141,7 +145,7 @@ CROSS_ENTROPY = Op(
     derivatives={
         "x": vjp("(softmax(x, 1) - onehot(index, x.shape[1])) * g * scale", _cross_entropy_grad),
     },
-    doc="mean (or sum) over rows of -log softmax(x)[index], fused: one pass each way",
+    formula="cross_entropy(x)",
 )
 
 

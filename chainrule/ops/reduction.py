@@ -48,6 +48,7 @@ SUM = Op(
             lambda g, x, out, dim, keepdim: d.unreduce(g, x.shape, dim, keepdim),
         ),
     },
+    formula="sum(x)",
 )
 
 
@@ -76,6 +77,7 @@ MEAN = Op(
             lambda g, x, out, dim, keepdim, n: d.unreduce(g / n, x.shape, dim, keepdim),
         ),
     },
+    formula="mean(x)",
 )
 
 
@@ -113,6 +115,7 @@ VAR = Op(
             _var_rule,
         ),
     },
+    formula="var(x)",
 )
 
 
@@ -152,6 +155,7 @@ STD = Op(
             _std_rule,
         ),
     },
+    formula="std(x)",
 )
 
 
@@ -172,6 +176,7 @@ AMAX = Op(
             "unreduce(g, x.shape, dim, keepdim) * ties(x, out, x.shape, dim, keepdim)", _ties_rule
         )
     },
+    formula="amax(x)",
 )
 AMIN = Op(
     "amin",
@@ -182,6 +187,7 @@ AMIN = Op(
             "unreduce(g, x.shape, dim, keepdim) * ties(x, out, x.shape, dim, keepdim)", _ties_rule
         )
     },
+    formula="amin(x)",
 )
 
 
@@ -231,6 +237,7 @@ GATHER = Op(
             lambda g, x, out, dim, index: _scatter_add(g, x.shape, dim, index),
         ),
     },
+    formula="gather(x)",
 )
 SCATTER_ADD = Op(
     "scatter_add",
@@ -242,6 +249,7 @@ SCATTER_ADD = Op(
             "gather(h, dim, index)", lambda h, g, out, shape, dim, index: _gather_any(h, dim, index)
         ),
     },
+    formula="scatter_add(g)",
 )
 
 
@@ -365,6 +373,7 @@ PROD = Op(
     derivatives={
         "x": vjp("unreduce(g, x.shape, dim, keepdim) * product_of_others(x, dim)", _prod_rule),
     },
+    formula="prod(x)",
 )
 
 
@@ -393,6 +402,7 @@ LOGSUMEXP = Op(
             ),
         ),
     },
+    formula="logsumexp(x)",
 )
 
 
@@ -421,6 +431,7 @@ NORM2 = Op(
             ),
         ),
     },
+    formula="norm(x)",
 )
 
 
@@ -448,6 +459,8 @@ NORMP = Op(
             _normp_rule,
         ),
     },
+    formula="norm(x)",
+    variant="p",
 )
 
 

@@ -29,6 +29,7 @@ TO = Op(
     derivatives={
         "x": vjp("g.to(source)", lambda g, x, out, dtype, source: _cast(g, source)),
     },
+    formula="x",
 )
 
 
@@ -53,6 +54,7 @@ RESHAPE = Op(
     derivatives={
         "x": vjp("g.reshape(x.shape)", lambda g, x, out, shape: g.reshape(x.shape)),
     },
+    formula="reshape(x)",
 )
 
 
@@ -89,6 +91,7 @@ TRANSPOSE = Op(
             "swapaxes(g, dim0, dim1)", lambda g, x, out, dim0, dim1: d.swapaxes(g, dim0, dim1)
         ),
     },
+    formula="transpose(x)",
 )
 
 
@@ -109,6 +112,7 @@ PERMUTE = Op(
             lambda g, x, out, axes: d.permute(g, d.inverse_permutation(axes)),
         ),
     },
+    formula="permute(x)",
 )
 
 
@@ -207,6 +211,7 @@ def _cat_op(n):
             names,
             {name: rule(i) for i, name in enumerate(names)},
             params=("dim", "offsets"),
+            formula=f"cat({', '.join(names)})",
         )
     return _cat_ops[n]
 
@@ -316,6 +321,7 @@ NARROW = Op(
             lambda g, x, out, dim, start, length: _pad_into(g, x.shape, dim, start),
         ),
     },
+    formula="narrow(x)",
 )
 PAD_INTO = Op(
     "pad_into",
@@ -328,6 +334,7 @@ PAD_INTO = Op(
             lambda h, g, out, shape, dim, start: _narrow_any(h, dim, start, start + g.shape[dim]),
         ),
     },
+    formula="pad_into(g)",
 )
 
 
@@ -339,7 +346,7 @@ def clone(x):
     return call(CLONE, (x,))
 
 
-CLONE = Op("clone", np.copy, derivatives={"x": vjp("g", lambda g, x, out: g)})
+CLONE = Op("clone", np.copy, derivatives={"x": vjp("g", lambda g, x, out: g)}, formula="x")
 
 
 __all__ = [
