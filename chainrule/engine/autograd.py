@@ -7,17 +7,13 @@ and applies each node's rules once to the sum of everything that flowed into it.
 
 import functools
 import heapq
-import sys
 
 import numpy as np
 
-from . import tensor as _tensor_module
 from .broadcast import sum_to
 from .op import IDENTITY, LOCAL, VJP, Node
 from .state import state
 from .tensor import Tensor
-
-_tensor_module._autograd = sys.modules[__name__]
 
 
 class _GradMode:

@@ -98,7 +98,7 @@ class Op:
         inputs=("x",),
         derivatives=None,
         *,
-        formula,
+        formula=None,
         elementwise=False,
         params=(),
         keep=(),

@@ -15,7 +15,7 @@ from ..engine.autograd import deliver_gradients
 from ..engine.broadcast import sum_to_array
 from ..engine.op import Shape
 from ..engine.tensor import Tensor
-from ..ops import dual
+from ..ops import array_or_tensor
 from . import expr
 from .recorded import Recorded, Vertex
 
@@ -327,13 +327,13 @@ def _functions(params, point):
             else np.sum(x, axis=a[0], keepdims=a[1] if len(a) > 1 else False) / _count(x, a[0])
         ),
         "where": where,
-        "unreduce": dual.unreduce,
-        "expand": dual.unreduce,
+        "unreduce": array_or_tensor.unreduce,
+        "expand": array_or_tensor.unreduce,
         "sum_to": lambda x, shape: sum_to_array(_as_object(x), tuple(shape)),
         "zeros_like": lambda x: _numbers(np.zeros(np.shape(x))),
         "swapaxes": np.swapaxes,
         "permute": np.transpose,
-        "inverse_permutation": dual.inverse_permutation,
+        "inverse_permutation": array_or_tensor.inverse_permutation,
         "gelu": lambda x, approximate="none": each(
             (lambda z: z * (1 + sympy.erf(z / sympy.sqrt(2))) / 2)
             if approximate == "none"

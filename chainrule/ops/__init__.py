@@ -1,8 +1,6 @@
 """Every operation, declared once. Importing this package attaches the operators to Tensor."""
 
-import sys
-
-from . import dual, methods
+from . import methods
 from .creation import (
     arange,
     as_tensor,
@@ -219,4 +217,3 @@ __all__ = [
 ]
 
 methods.install()
-dual.ops = sys.modules[__name__]

@@ -12,6 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..engine.op import Op, vjp
 from ..engine.tensor import Tensor
 from .build import call
+from .indexing import INDEX_ADD
 
 # ---- im2col -------------------------------------------------------------------------------------
 
@@ -86,7 +87,7 @@ def _grad_input(g, weight, input_shape, stride, padding, dilation, groups):
 # ---- the three ops, each one's gradients written in the others --------------------------------
 
 
-def _dual(op, array_fn):
+def _array_or_tensor(op, array_fn):
     """Call `op` on Tensors (recorded, for higher-order gradients) and `array_fn` on arrays."""
 
     def fn(a, b, **params):
@@ -176,9 +177,9 @@ CONV2D_GRAD_WEIGHT = Op(
     formula="conv2d_grad_weight(g, x)",
 )
 
-conv2d_plain = _dual(CONV2D_NOBIAS, _conv2d_nobias)
-grad_input = _dual(CONV2D_GRAD_INPUT, _grad_input)
-grad_weight = _dual(CONV2D_GRAD_WEIGHT, _grad_weight)
+conv2d_plain = _array_or_tensor(CONV2D_NOBIAS, _conv2d_nobias)
+grad_input = _array_or_tensor(CONV2D_GRAD_INPUT, _grad_input)
+grad_weight = _array_or_tensor(CONV2D_GRAD_WEIGHT, _grad_weight)
 
 
 def conv2d(x, weight, bias, stride, padding, dilation, groups):
@@ -241,8 +242,6 @@ def _max_pool2d_grad(g, x, out, kernel, stride, padding, dilation, extra=(0, 0))
     ph, pw = padding
     if isinstance(g, Tensor):
         # Recorded (create_graph): scatter-add by flat index, an op with its own derivative.
-        from .indexing import INDEX_ADD
-
         flat = np.zeros(maximum.shape, dtype=np.int64)
         hp, wp = xp.shape[2], xp.shape[3]
         base = (np.arange(n * c) * (hp * wp)).reshape(n, c, 1, 1)

@@ -1,5 +1,5 @@
 """Elementwise operations. Each declaration: forward, then each input's local derivative as formula
-text and as array code (written with `dual`, so it is differentiable itself)."""
+text and as array code (written with `array_or_tensor`, so it is differentiable itself)."""
 
 import numpy as np
 from scipy import special
@@ -7,7 +7,7 @@ from scipy import special
 from ..engine import dtypes
 from ..engine.op import Op, local, vjp
 from ..engine.tensor import Tensor
-from . import dual as d
+from . import array_or_tensor as xp
 from .build import as_tensor, binary, call, cast, float_unary, promote_pair, unary
 
 # ---- arithmetic ---------------------------------------------------------------------------------
@@ -55,19 +55,19 @@ DIV = Op(
 def _pow_local_a(a, b, out):
     if isinstance(b, int | float) or (type(b) is np.ndarray and b.ndim == 0):
         # A number as the exponent (x**2, x**2.5): no masking needed unless it is 0.
-        return b * a ** (b - 1) if b != 0 else d.zeros_like(a) if hasattr(a, "shape") else 0.0
+        return b * a ** (b - 1) if b != 0 else xp.zeros_like(a) if hasattr(a, "shape") else 0.0
     # Masking the base too keeps 0**-1 out of the branch not taken (its own gradient would be
     # NaN under create_graph).
-    return b * d.where(b == 0, 1.0, a) ** (b - 1)
+    return b * xp.where(b == 0, 1.0, a) ** (b - 1)
 
 
 def _pow_local_b(a, b, out):
     if isinstance(a, int | float):  # a number as the base: 2.0 ** x
         if a != 0:
             return out * float(np.log(a))
-        return d.where(b >= 0, 0.0, out * -np.inf)
+        return xp.where(b >= 0, 0.0, out * -np.inf)
     masked = (a == 0) & (b >= 0)
-    return d.where(masked, 0.0, out * d.log(d.where(masked, 1.0, a)))
+    return xp.where(masked, 0.0, out * xp.log(xp.where(masked, 1.0, a)))
 
 
 POW = Op(
@@ -120,13 +120,11 @@ _div = binary(DIV)
 
 def div(a, b):
     """True division; integer tensors divide in the default float dtype, as in PyTorch."""
-    from .shape import to
-
     default = dtypes.get_default_dtype()
     if isinstance(a, Tensor) and a.data.dtype.kind != "f":
-        a = to(a, default)
+        a = cast(a, default)
     if isinstance(b, Tensor) and b.data.dtype.kind != "f":
-        b = to(b, default)
+        b = cast(b, default)
     return _div(a, b)
 
 
@@ -167,21 +165,21 @@ SQRT = Op(
 ABS = Op(
     "abs",
     np.abs,
-    derivatives={"x": local("sign(x)", lambda x, out: d.sign(x))},
+    derivatives={"x": local("sign(x)", lambda x, out: xp.sign(x))},
     elementwise=True,
     formula="abs(x)",
 )
 SIN = Op(
     "sin",
     np.sin,
-    derivatives={"x": local("cos(x)", lambda x, out: d.cos(x))},
+    derivatives={"x": local("cos(x)", lambda x, out: xp.cos(x))},
     elementwise=True,
     formula="sin(x)",
 )
 COS = Op(
     "cos",
     np.cos,
-    derivatives={"x": local("-sin(x)", lambda x, out: -d.sin(x))},
+    derivatives={"x": local("-sin(x)", lambda x, out: -xp.sin(x))},
     elementwise=True,
     formula="cos(x)",
 )
@@ -211,7 +209,7 @@ ERF = Op(
     "erf",
     special.erf,
     derivatives={
-        "x": local("2 / sqrt(pi) * exp(-x**2)", lambda x, out: _TWO_OVER_SQRT_PI * d.exp(-x * x)),
+        "x": local("2 / sqrt(pi) * exp(-x**2)", lambda x, out: _TWO_OVER_SQRT_PI * xp.exp(-x * x)),
     },
     elementwise=True,
     formula="erf(x)",
@@ -219,7 +217,7 @@ ERF = Op(
 SIGN = Op(
     "sign",
     np.sign,
-    derivatives={"x": vjp("zeros_like(g)", lambda g, x, out: d.zeros_like(g))},
+    derivatives={"x": vjp("zeros_like(g)", lambda g, x, out: xp.zeros_like(g))},
     elementwise=True,
     formula="sign(x)",
 )
@@ -251,7 +249,7 @@ def _softplus(x, beta, threshold):
 def _softplus_local(x, out, beta, threshold):
     bx = x if beta == 1 else x * beta
     if isinstance(x, Tensor):
-        return d.where(bx > threshold, 1.0, d.sigmoid(bx))
+        return xp.where(bx > threshold, 1.0, xp.sigmoid(bx))
     slope = np.asarray(special.expit(bx))
     np.copyto(slope, 1.0, where=bx > threshold)
     return slope
@@ -288,7 +286,7 @@ def _gelu_tanh(x):
 
 
 def _gelu_tanh_local(x, out):
-    t = d.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+    t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
     return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
 
 
@@ -299,7 +297,7 @@ GELU = Op(
     derivatives={
         "x": local(
             "normal_cdf(x) + x * normal_pdf(x)",
-            lambda x, out: d.normal_cdf(x) + x * d.normal_pdf(x),
+            lambda x, out: xp.normal_cdf(x) + x * xp.normal_pdf(x),
         ),
     },
     elementwise=True,
@@ -375,8 +373,8 @@ WHERE = Op(
     ("cond", "a", "b"),
     {
         "cond": None,
-        "a": vjp("where(cond, g, 0)", lambda g, cond, a, b, out: d.where(cond, g, 0.0)),
-        "b": vjp("where(cond, 0, g)", lambda g, cond, a, b, out: d.where(cond, 0.0, g)),
+        "a": vjp("where(cond, g, 0)", lambda g, cond, a, b, out: xp.where(cond, g, 0.0)),
+        "b": vjp("where(cond, 0, g)", lambda g, cond, a, b, out: xp.where(cond, 0.0, g)),
     },
     elementwise=True,
     formula="where(cond, a, b)",

@@ -3,6 +3,7 @@ scatter-adds into zeros, so an index that repeats collects every contribution.""
 
 import numpy as np
 
+from ..engine.broadcast import sum_to
 from ..engine.op import Op, vjp
 from ..engine.state import state
 from ..engine.tensor import Tensor
@@ -85,8 +86,6 @@ def _put(x, value, index):
 def _value_grad(g, x, value, out, index):
     taken = g[index]
     shape = value.shape if hasattr(value, "shape") else ()
-    from ..engine.broadcast import sum_to
-
     return sum_to(taken, shape)
 
 

@@ -8,6 +8,7 @@ from ..engine.broadcast import sum_to
 from ..engine.op import Op, vjp
 from ..engine.tensor import Tensor
 from .build import as_tensor, call, promote_pair
+from .shape import reshape, result_dtype, to
 
 # The op itself sees only operands of 2 or more dims: `matmul` turns a vector into a one-row or
 # one-column matrix and drops that dim from the result, as PyTorch defines it, so that these
@@ -53,8 +54,6 @@ def matmul(a, b):
         a, b = promote_pair(a, b)
     if a.ndim > 1 and b.ndim > 1:
         return call(MATMUL, (a, b))
-    from .shape import reshape
-
     out = call(
         MATMUL,
         (reshape(a, (1, k_a)) if a.ndim == 1 else a, reshape(b, (k_b, 1)) if b.ndim == 1 else b),
@@ -207,8 +206,6 @@ def einsum(equation, *operands):
         operands = operands[0]
     operands = [as_tensor(x) for x in operands]
     subscripts, output = _parse_einsum(equation, operands)
-    from .shape import result_dtype, to
-
     dtype = result_dtype(operands)
     operands = [to(x, dtype) for x in operands]
     return call(_einsum_op(len(operands)), operands, subscripts=tuple(subscripts), output=output)

@@ -2,13 +2,12 @@
 
 import numpy as np
 
-from ..engine import dtypes
 from ..engine.broadcast import BROADCAST_TO
 from ..engine.broadcast import broadcast_to as _broadcast_any
 from ..engine.op import Op, vjp
 from ..engine.tensor import Tensor
-from . import dual as d
-from .build import as_tensor, call
+from . import array_or_tensor as xp
+from .build import TO, as_tensor, call, to  # noqa: F401 - chainrule.ops.shape.to is public
 
 
 def _sizes(shape):
@@ -16,35 +15,6 @@ def _sizes(shape):
     if len(shape) == 1 and isinstance(shape[0], list | tuple):
         shape = shape[0]
     return tuple(int(s) for s in shape)
-
-
-def _to(x, dtype, source):
-    return x.astype(dtype)
-
-
-TO = Op(
-    "to",
-    _to,
-    params=("dtype", "source"),
-    derivatives={
-        "x": vjp("g.to(source)", lambda g, x, out, dtype, source: _cast(g, source)),
-    },
-    formula="x",
-)
-
-
-def _cast(g, dtype):
-    return to(g, dtype) if isinstance(g, Tensor) else g.astype(dtype)
-
-
-def to(x, dtype):
-    """A copy in `dtype` (the same tensor when it already has it), differentiable between floats."""
-    dtype = dtypes.as_dtype(dtype)
-    if x.data.dtype == dtype:
-        return x
-    if x.requires_grad and dtype.kind != "f":
-        return Tensor._wrap(x.data.astype(dtype))
-    return call(TO, (x,), dtype=dtype, source=x.dtype)
 
 
 RESHAPE = Op(
@@ -88,7 +58,7 @@ TRANSPOSE = Op(
     params=("dim0", "dim1"),
     derivatives={
         "x": vjp(
-            "swapaxes(g, dim0, dim1)", lambda g, x, out, dim0, dim1: d.swapaxes(g, dim0, dim1)
+            "swapaxes(g, dim0, dim1)", lambda g, x, out, dim0, dim1: xp.swapaxes(g, dim0, dim1)
         ),
     },
     formula="transpose(x)",
@@ -109,7 +79,7 @@ PERMUTE = Op(
     derivatives={
         "x": vjp(
             "permute(g, inverse_permutation(axes))",
-            lambda g, x, out, axes: d.permute(g, d.inverse_permutation(axes)),
+            lambda g, x, out, axes: xp.permute(g, xp.inverse_permutation(axes)),
         ),
     },
     formula="permute(x)",
@@ -177,7 +147,7 @@ def squeeze(x, dim=None):
     if dim is None:
         shape = tuple(n for n in x.shape if n != 1)
     else:
-        dims = d.normalize_dims(dim, x.ndim)
+        dims = xp.normalize_dims(dim, x.ndim)
         shape = tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1))
     return reshape(x, shape)
 
