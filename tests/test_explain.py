@@ -541,3 +541,14 @@ def test_symbolic_refuses_a_custom_function_by_name():
     loss, x, w, *_ = _custom_none_graph()
     with pytest.raises(NotImplementedError, match="ScaleNoWeightGrad"):
         explain.symbolic(loss, w)
+
+
+def test_using_and_explaining_a_custom_function_writes_nothing_onto_its_class():
+    scale = _scale_without_weight_grad(cr)
+    before = set(vars(scale))
+    x = cr.tensor([1.0, 2.0], dtype=cr.float64, requires_grad=True, name="x")
+    w = cr.tensor([3.0, 4.0], dtype=cr.float64, requires_grad=True, name="w")
+    loss = (scale.apply(x, w) * w).sum()
+    str(explain.paths(loss, [x, w]))
+    loss.backward()
+    assert set(vars(scale)) == before

@@ -338,10 +338,7 @@ def latex_name(text):
 
     if not text.isidentifier():
         return r"\text{" + text.replace("_", r"\_") + "}"
-    try:
-        return sympy.latex(sympy.Symbol(text))
-    except Exception:  # sympy refuses some names; an upright name is always safe
-        return r"\mathrm{" + text.replace("_", r"\_") + "}"
+    return sympy.latex(sympy.Symbol(text))
 
 
 def to_latex(tree):

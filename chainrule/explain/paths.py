@@ -375,8 +375,10 @@ def _shapes(recorded, v, i):
     try:
         left = np.shape(expr.evaluate(tree.left, names))
         right = np.shape(expr.evaluate(tree.right, names))
-    except Exception:
-        return ""
+    except (NameError, TypeError, ValueError) as error:
+        # An operand that needs a function this numeric namespace lacks: say so in place of the
+        # shapes rather than guess them.
+        return f"shapes not worked out: {error}"
     item = v.inputs[i][1]
     return f"{left} @ {right} -> {np.shape(item.value)}"
 

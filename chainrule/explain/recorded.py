@@ -232,10 +232,11 @@ class Recorded:
                 out = (
                     node.op.forward(*args, **node.params) if node.params else node.op.forward(*args)
                 )
-            except Exception as error:
+            except (ArithmeticError, IndexError, TypeError, ValueError) as error:
                 raise GraphError(
-                    f"explain: could not recompute the value of {v.name} ({node.op.name}): {error}"
-                ) from None
+                    f"explain: could not recompute the value of {v.name} ({node.op.name}) from "
+                    f"its inputs: {type(error).__name__}: {error}"
+                ) from error
             v.value = np.asarray(out)
 
     def _check_unmodified(self, v):
@@ -389,9 +390,11 @@ class Recorded:
                 self.generic_visit(node)
                 func = node.func.id if isinstance(node.func, ast.Name) else None
                 if func == "where" and len(node.args) == 3:
+                    # Resolving is for reading only: a condition this numeric namespace cannot
+                    # evaluate (a function it lacks) leaves the where as written, which is true.
                     try:
                         cond = np.asarray(expr.evaluate(node.args[0], _numeric_names(env())))
-                    except Exception:
+                    except _UNEVALUATED:
                         return node
                     if cond.size and cond.all():
                         return node.args[1]
@@ -404,7 +407,7 @@ class Recorded:
                         target = expr.evaluate(node.args[1], _numeric_names(env(), g=True))
                         if np.shape(inner) == tuple(target):
                             return node.args[0]
-                    except Exception:
+                    except _UNEVALUATED:
                         return node
                 if func == "unreduce" and len(node.args) == 4:
                     return ast.Call(func=expr.name("expand"), args=node.args[:2], keywords=[])
@@ -435,6 +438,11 @@ class Recorded:
         where = ", ".join(str(a) for a in axes)
         name = item.short() if isinstance(item, Vertex) else "the constant"
         return f"summed over {label} {where}: {name} was broadcast from {shape} to {full}"
+
+
+# What evaluating part of a formula on this node's numbers may raise when the formula needs
+# something the numeric namespace does not have; anything else is a bug and propagates.
+_UNEVALUATED = (NameError, TypeError, ValueError)
 
 
 def _fresh(base, taken):
