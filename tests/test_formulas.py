@@ -881,6 +881,32 @@ def test_formula_equals_rule_at_random_points(op, row, i):
         )
 
 
+def _factor_cases():
+    for key, op in all_ops():
+        for i, d in enumerate(op.derivatives):
+            if d is not None and d.factor is not None:
+                for r, row in enumerate(SPECS[key]):
+                    yield pytest.param(op, row, i, id=f"{key}[{r}:{row.label}]-{op.inputs[i]}")
+
+
+@pytest.mark.parametrize(("op", "row", "i"), list(_factor_cases()))
+def test_declared_factor_is_what_the_rule_multiplies_the_spread_gradient_by(op, row, i):
+    """A VJP that declares a per-element factor (the explainer shows it as a product's factor)
+    sends each input element g's matching element times that factor."""
+    d = op.derivatives[i]
+    inputs = [np.array(v) if isinstance(v, np.ndarray) else v for v in row.inputs.values()]
+    out = np.asarray(op.forward(*inputs, **row.params))
+    g = _real(out.shape, 98)
+    x = inputs[i]
+    factor = expr.evaluate(expr.parse(d.factor), dict(row.params))
+    p = row.params
+    spread = array_or_tensor.unreduce(g, x.shape, p["dim"], p["keepdim"]) if "dim" in p else g
+    rule = np.asarray(d.fn(g, *inputs, out, **p))
+    # in the rule's dtype: a cast's backward casts g back to the input's dtype
+    expected = np.asarray(spread * factor).astype(rule.dtype)
+    np.testing.assert_allclose(rule, expected, rtol=1e-12, err_msg=op.key)
+
+
 # ---- SymPy: elementwise local formulas against sympy.diff of the forward ----
 
 x_, a_, b_ = sympy.symbols("x a b", real=True)

@@ -23,12 +23,16 @@ class Derivative:
     the incoming gradient and sums away broadcast axes. kind VJP: `fn(g, *inputs, out, **params)` is the
     whole vector-Jacobian product, already in the input's shape. IDENTITY and NEGATE are locals of 1 and
     -1 that the engine applies without arithmetic.
+
+    `factor`, for a VJP that only spreads g back over the input and scales it (a sum's 1, a mean's
+    1 / n, a cast's 1), is that per-element factor as a formula: the explainer can then show the
+    edge as one factor of a product of local derivatives.
     """
 
-    __slots__ = ("kind", "formula", "fn")
+    __slots__ = ("kind", "formula", "fn", "factor")
 
-    def __init__(self, kind, formula, fn=None):
-        self.kind, self.formula, self.fn = kind, formula, fn
+    def __init__(self, kind, formula, fn=None, factor=None):
+        self.kind, self.formula, self.fn, self.factor = kind, formula, fn, factor
 
     def __repr__(self):
         return f"{self.kind}({self.formula!r})"
@@ -42,8 +46,8 @@ def local(formula, fn):
     return Derivative(LOCAL, formula, fn)
 
 
-def vjp(formula, fn):
-    return Derivative(VJP, formula, fn)
+def vjp(formula, fn, factor=None):
+    return Derivative(VJP, formula, fn, factor)
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(?:\.[A-Za-z_][A-Za-z_0-9]*)?")

@@ -11,6 +11,7 @@ import html
 import numpy as np
 
 from ..engine.broadcast import sum_to_array
+from ..engine.op import IDENTITY, LOCAL, NEGATE
 from ..engine.tensor import Tensor
 from . import expr
 from .recorded import Recorded, Vertex
@@ -149,11 +150,7 @@ class Path:
             producer = v.inputs[i][1]
             g = rec.apply_edge(v, i, g)
             d = rec.derivative(v, i)
-            if (
-                rec.factor_edge(v, i)
-                and d.kind is not None
-                and v.node.op.name not in ("sum", "mean", "to", "clone")
-            ):
+            if d.kind in (IDENTITY, NEGATE, LOCAL):
                 local = expr.to_text(rec.formula(v, i))
                 text = (
                     f"g_{v.name}"

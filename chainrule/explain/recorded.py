@@ -8,7 +8,6 @@ what backward computes.
 """
 
 import ast
-from fractions import Fraction
 
 import numpy as np
 
@@ -292,7 +291,8 @@ class Recorded:
         return v.node.op.derivatives[i]
 
     def local_value(self, v, i):
-        """The numeric local derivative d v / d input_i, for elementwise rules (else None)."""
+        """The numeric local derivative d v / d input_i, for elementwise rules and declared
+        factors (else None)."""
         d = self.derivative(v, i)
         if d.kind is IDENTITY:
             return np.asarray(1.0)
@@ -306,28 +306,23 @@ class Recorded:
                 if np.asarray(value).dtype == bool
                 else np.asarray(value)
             )
-        op = v.node.op
-        if op.name in ("to", "clone"):
-            return np.asarray(1.0)
-        if op.name == "sum":
-            return np.asarray(1.0)
-        if op.name == "mean":
-            return np.asarray(1.0 / v.node.params["n"])
+        if d.factor is not None:
+            return np.asarray(expr.evaluate(expr.parse(d.factor), self.namespace(v)), dtype=float)
         return None
 
     def factor_edge(self, v, i):
         """Whether d v / d input_i is a plain per-element factor (a product can carry it)."""
         d = self.derivative(v, i)
-        if d.kind is not None and d.kind in (IDENTITY, NEGATE, LOCAL):
+        if d.kind in (IDENTITY, NEGATE, LOCAL):
             return True
-        op = v.node.op
-        if op.name in ("to", "clone"):
+        if d.factor is None:
+            return False
+        params = v.node.params or {}
+        if "dim" not in params:
             return True
-        if op.name in ("sum", "mean"):
-            dim, keepdim = v.node.params["dim"], v.node.params["keepdim"]
-            # A reduction of leading axes (or of all) lines up with NumPy broadcasting.
-            return dim is None or keepdim or tuple(dim) == tuple(range(len(dim)))
-        return False
+        dim, keepdim = params["dim"], params.get("keepdim", False)
+        # A reduction of leading axes (or of all, or keeping them) lines up with broadcasting.
+        return dim is None or keepdim or tuple(dim) == tuple(range(len(dim)))
 
     def apply_edge(self, v, i, g):
         """What flows back to input i when `g` arrives at v: the engine's own dispatch, on
@@ -356,12 +351,11 @@ class Recorded:
 
     def factor_formula(self, v, i):
         """The per-element factor of a factor edge (1 for a sum, 1/n for a mean)."""
-        name = v.node.op.name
-        if self.derivative(v, i).kind in (IDENTITY, NEGATE, LOCAL):
+        d = self.derivative(v, i)
+        if d.kind in (IDENTITY, NEGATE, LOCAL):
             return self.formula(v, i)
-        if name == "mean":
-            return expr.const(Fraction(1, int(v.node.params["n"])))
-        return expr.const(1)
+        mapping = {key: _constant_tree(value) for key, value in (v.node.params or {}).items()}
+        return expr.simplify(expr.substitute(expr.parse(d.factor), mapping))
 
     def namespace(self, v):
         """The op's names bound to this node's numbers (to evaluate parts of its formulas)."""

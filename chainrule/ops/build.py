@@ -59,7 +59,7 @@ TO = Op(
     _to,
     params=("dtype", "source"),
     derivatives={
-        "x": vjp("g.to(source)", lambda g, x, out, dtype, source: _cast(g, source)),
+        "x": vjp("g.to(source)", lambda g, x, out, dtype, source: _cast(g, source), factor="1"),
     },
     formula="x",
 )

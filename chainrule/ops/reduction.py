@@ -49,6 +49,7 @@ SUM = Op(
         "x": vjp(
             "unreduce(g, x.shape, dim, keepdim)",
             lambda g, x, out, dim, keepdim: xp.unreduce(g, x.shape, dim, keepdim),
+            factor="1",
         ),
     },
     formula="sum(x)",
@@ -76,6 +77,7 @@ MEAN = Op(
         "x": vjp(
             "unreduce(g, x.shape, dim, keepdim) / n",
             lambda g, x, out, dim, keepdim, n: xp.unreduce(g / n, x.shape, dim, keepdim),
+            factor="1 / n",
         ),
     },
     formula="mean(x)",

@@ -316,7 +316,9 @@ def clone(x):
     return call(CLONE, (x,))
 
 
-CLONE = Op("clone", np.copy, derivatives={"x": vjp("g", lambda g, x, out: g)}, formula="x")
+CLONE = Op(
+    "clone", np.copy, derivatives={"x": vjp("g", lambda g, x, out: g, factor="1")}, formula="x"
+)
 
 
 __all__ = [
