@@ -15,6 +15,8 @@ from .op import IDENTITY, LOCAL, VJP, Node
 from .state import state
 from .tensor import Tensor
 
+_push = heapq.heappush
+
 
 class _GradMode:
     """Base for the grad-mode switches: usable as a context manager and as a decorator."""
@@ -278,22 +280,22 @@ class _Walk:
             else:
                 args = node.arrays
                 out = node.out
-            deliver_gradients(node, g, args, out, node.next, saved, grads, heap, anomaly)
+            # args serve as the shapes: arrays (or Tensors) and placeholders, all with .shape
+            deliver_gradients(node, g, args, out, node.next, args, grads, heap, anomaly, None)
             if not retain_graph:
                 node.saved = node.arrays = node.out = None
 
 
-def deliver_gradients(
-    node, g, args, out, parents, shapes, grads, heap=None, anomaly=False, evaluate=None
-):
+def deliver_gradients(node, g, args, out, parents, shapes, grads, heap, anomaly, evaluate):
     """Apply `node`'s rules to `g`, the gradient at its output, and add what each input gets to
     `grads[parents[i]]`: the one place a node's rules are applied (by the backward walk, the
     explainer's recorded values and its symbolic derivation).
 
     args, out: what the rules compute with (arrays; Tensors under create_graph; SymPy arrays).
-    parents[i]: the key input i's gradient goes to, or None for an input that gets none (a node's
-    `next` is this). shapes[i]: anything with input i's `.shape`, or None where the op did not
-    broadcast it. heap: where a Node reached for the first time is pushed (the walk's queue).
+    parents[i]: the key input i's gradient goes to, or None for an input that gets none (always
+    None where the op has no derivative for it; a node's `next` is this). shapes[i]: anything with
+    input i's `.shape`, or None where the op did not broadcast it. heap: where a Node reached for
+    the first time is pushed (the walk's queue; the explainer's keys are not Nodes).
     anomaly: check each gradient is finite. evaluate(derivative, g): a rule's value (the local
     derivative when g is None, else the VJP); the rule's array code unless given.
     A custom Function's backward that returns None for an input delivers nothing to it.
@@ -305,7 +307,7 @@ def deliver_gradients(
     for d in op.derivatives:
         i += 1
         parent = parents[i]
-        if parent is None or d is None:
+        if parent is None:
             continue
         kind = d.kind
         if kind is LOCAL:
@@ -333,8 +335,8 @@ def deliver_gradients(
         previous = grads.get(parent)
         if previous is None:
             grads[parent] = gi
-            if heap is not None and type(parent) is Node:
-                heapq.heappush(heap, (-parent.seq, parent))
+            if type(parent) is Node:
+                _push(heap, (-parent.seq, parent))
         else:
             grads[parent] = previous + gi
 

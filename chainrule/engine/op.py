@@ -243,7 +243,7 @@ def record(op, inputs, out_array, params):
         isinstance(x, Tensor) and x.requires_grad and d is not None
         for x, d in zip(inputs, op.derivatives)
     )
-    keep, keep_shape, keep_out = op.plan(needs)
+    keep, keep_shape, keep_out = op.plans.get(needs) or op.plan(needs)
     out_shape = out_array.shape
     nexts, saved, arrays = [], [], []
     for x, need, k, ks in zip(inputs, needs, keep, keep_shape):
@@ -270,7 +270,9 @@ def record(op, inputs, out_array, params):
 
 def record_binary(op, a, b, out_array, need_a, need_b):
     """`record` for two-input elementwise ops, unrolled: this is the hot path of small-tensor work."""
-    keep, keep_shape, keep_out = op.plan((need_a, need_b))
+    needs = (need_a, need_b)
+    # The plan is looked up here rather than through op.plan: this runs once per recorded op.
+    keep, keep_shape, keep_out = op.plans.get(needs) or op.plan(needs)
     out_shape = out_array.shape
     if need_a:
         ea = a.grad_fn or a
@@ -298,9 +300,12 @@ def record_binary(op, a, b, out_array, need_a, need_b):
     return _new_node(op, (ea, eb), (sa, sb), (aa, ab), out_array, keep_out, None)
 
 
+_ONE_INPUT = (True,)
+
+
 def record_unary(op, x, out_array, params):
     """`record` for the one-input case, without the loops."""
-    keep, keep_shape, keep_out = op.plan((True,))
+    keep, keep_shape, keep_out = op.plans.get(_ONE_INPUT) or op.plan(_ONE_INPUT)
     if keep[0]:
         saved, array = x, x.data
     elif keep_shape[0] or (op.elementwise and x.data.shape != out_array.shape):

@@ -329,11 +329,12 @@ class Recorded:
         arrays; None where the rule gives no gradient (a custom Function's backward said None)."""
         args = self.args(v)
         parents = [None] * len(args)
-        parents[i] = i
         shapes = [None] * len(args)
-        shapes[i] = Shape(np.shape(args[i]))
+        if self.derivative(v, i) is not None:
+            parents[i] = i
+            shapes[i] = Shape(np.shape(args[i]))
         received = {}
-        deliver_gradients(v.node, g, args, v.value, parents, shapes, received)
+        deliver_gradients(v.node, g, args, v.value, parents, shapes, received, [], False, None)
         gi = received.get(i)
         return None if gi is None else np.asarray(gi)
 

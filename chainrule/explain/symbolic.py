@@ -382,12 +382,12 @@ def _chain_rule(recorded, forward, point):
 
         parents, shapes = [], []
         out_shape = np.shape(forward[v])
-        for _i, item in v.inputs:
-            wanted = isinstance(item, Vertex) and item.differentiable
+        for (_i, item), d in zip(v.inputs, v.node.op.derivatives, strict=True):
+            wanted = isinstance(item, Vertex) and item.differentiable and d is not None
             parents.append(item if wanted else None)
             shape = np.shape(forward[item]) if wanted else None
             shapes.append(Shape(shape) if wanted and shape != out_shape else None)
-        deliver_gradients(v.node, g, None, None, parents, shapes, grads, evaluate=evaluate)
+        deliver_gradients(v.node, g, None, None, parents, shapes, grads, [], False, evaluate)
     return {key: _as_object(value) for key, value in grads.items()}
 
 
