@@ -1,8 +1,9 @@
 """The backward walk, `grad`, and the grad-mode switches.
 
-Nodes are numbered as they are created, so creation order is a topological order: backward gathers
-the nodes reachable from the output (iteratively, so depth is unlimited), visits them newest first,
-and applies each node's rules once to the sum of everything that flowed into it.
+Nodes are numbered as they are created, so creation order is a topological order: backward seeds
+the outputs, walks the nodes newest first (from a heap, so depth is unlimited), applying each node's
+rules once to the sum of everything that flowed into it, and settles the leaves' totals into `.grad`.
+`deliver_gradients` is the one place a node's rules are applied; the explainer calls it too.
 """
 
 import functools
@@ -207,12 +208,8 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
     grads, seen_arrays = _seed_all(outputs, gradients, create_graph)
     roots = {t.grad_fn for t in outputs if t.grad_fn is not None}
     walk = _Walk(roots, targets, create_graph, retain_graph, accumulate)
-    previous_mode = state.enabled
-    state.enabled = create_graph
-    try:
+    with set_grad_enabled(create_graph):  # a backward is recorded only under create_graph
         walk.run(grads)
-    finally:
-        state.enabled = previous_mode
     # What is left in `grads` are the leaves' totals.
     return _settle_leaves(grads, seen_arrays, walk, create_graph, accumulate)
 
