@@ -202,8 +202,11 @@ class Recorded:
 
     def _forward_expr(self, v):
         """The op's forward formula in the names of this node's inputs."""
-        tree = expr.substitute(expr.parse(v.node.op.formula), self.input_refs(v))
-        return expr.simplify(expr.drop_missing(tree))
+        refs = self.input_refs(v)
+        tree = expr.substitute(expr.parse(v.node.op.formula), refs)
+        if any(isinstance(r, ast.Constant) and r.value is None for r in refs.values()):
+            tree = expr.drop_missing(tree)  # an absent input, such as a bias
+        return expr.simplify(tree)
 
     def input_refs(self, v):
         """The op's parameter names -> how each input is written (name, inlined text or number)."""
