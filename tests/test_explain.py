@@ -552,3 +552,36 @@ def test_using_and_explaining_a_custom_function_writes_nothing_onto_its_class():
     str(explain.paths(loss, [x, w]))
     loss.backward()
     assert set(vars(scale)) == before
+
+
+# ---- forward formulas come from the op declarations ----------------------------------------------
+
+
+def test_a_linear_layer_without_bias_is_written_as_its_matrix_product():
+    cr.manual_seed(0)
+    layer = cr.nn.Linear(3, 2, bias=False)
+    x = cr.randn(4, 3)
+    x.name = "x"
+    loss = layer(x).sum()
+    src = explain.graph(loss, names={layer.weight: "W"}).source
+    assert "= x @ W.T<br/>" in src and "linear(" not in src
+    s = explain.symbolic(loss, layer.weight, names={layer.weight: "W"})
+    assert all(s.agree.values())
+    np.testing.assert_allclose(s.values["W"], np.tile(x.data.sum(0), (2, 1)), rtol=1e-6)
+
+
+def test_symbolic_derives_through_every_op_whose_forward_formula_has_a_sympy_form():
+    import sympy
+
+    a = cr.tensor(0.7, dtype=cr.float64, requires_grad=True, name="a")
+    loss = cr.where(a > 0, cr.nn.functional.gelu(a), a * 2) + cr.sign(a) * a
+    s = explain.symbolic(loss, a)
+    sa = sympy.Symbol("a", real=True)
+    # the recorded branch (a > 0) of where, and sign's derivative of 0
+    expected = sympy.diff(sa * (1 + sympy.erf(sa / sympy.sqrt(2))) / 2, sa) + sympy.sign(sa)
+    for point in (0.7, 1.3, 2.9):
+        assert float((s["a"] - expected).subs(sa, point)) == pytest.approx(0, abs=1e-12)
+    assert all(s.agree.values())
+    ta = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    (torch.where(ta > 0, torch.nn.functional.gelu(ta), ta * 2) + torch.sign(ta) * ta).backward()
+    assert float(s.values["a"]) == pytest.approx(float(ta.grad), rel=1e-12)
