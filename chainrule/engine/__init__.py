@@ -4,6 +4,7 @@ from . import dtypes
 from .autograd import (
     AnomalyError,
     backward,
+    deliver_gradients,
     detect_anomaly,
     enable_grad,
     grad,
@@ -11,7 +12,7 @@ from .autograd import (
     no_grad,
     set_grad_enabled,
 )
-from .op import Derivative, Node, Op, apply, local, record, vjp
+from .op import Derivative, Node, Op, apply, declared_ops, local, record, vjp
 from .state import state
 from .tensor import Tensor
 
@@ -23,6 +24,8 @@ __all__ = [
     "Tensor",
     "apply",
     "backward",
+    "declared_ops",
+    "deliver_gradients",
     "detect_anomaly",
     "dtypes",
     "enable_grad",
