@@ -1,8 +1,9 @@
 """Operation declarations and the recording of graph nodes.
 
-An `Op` is data: its forward (array code), and for each differentiable input a `Derivative` holding
-the formula people read and the array code the engine runs. The engine never looks inside an op; the
-explainer reads the same declaration to show its work.
+An `Op` is data: its forward as array code and as a formula, and for each differentiable input a
+`Derivative` holding the formula people read and the array code the engine runs. The engine never
+looks inside an op; the explainer reads the same declaration to show its work, and the tests
+generate their tables from the registry of declarations (`declared_ops`).
 """
 
 import re

@@ -334,25 +334,19 @@ def _functions(params, point):
         "swapaxes": np.swapaxes,
         "permute": np.transpose,
         "inverse_permutation": array_or_tensor.inverse_permutation,
-        "gelu": lambda x, approximate="none": each(
-            (lambda z: z * (1 + sympy.erf(z / sympy.sqrt(2))) / 2)
-            if approximate == "none"
-            else (
-                lambda z: (
-                    z
-                    / 2
-                    * (
-                        1
-                        + sympy.tanh(
-                            sympy.sqrt(2 / sympy.pi) * (z + sympy.Float("0.044715") * z**3)
-                        )
-                    )
-                )
-            )
-        )(x),
+        "gelu": lambda x, approximate="none": each(lambda z: _gelu(z, approximate))(x),
         "normal_pdf": each(lambda x: sympy.exp(-(x**2) / 2) / sympy.sqrt(2 * sympy.pi)),
         "normal_cdf": each(lambda x: (1 + sympy.erf(x / sympy.sqrt(2))) / 2),
     }
+
+
+def _gelu(z, approximate):
+    import sympy
+
+    if approximate == "none":
+        return z * (1 + sympy.erf(z / sympy.sqrt(2))) / 2
+    inner = sympy.sqrt(2 / sympy.pi) * (z + sympy.Float("0.044715") * z**3)
+    return z / 2 * (1 + sympy.tanh(inner))
 
 
 def _count(x, dim):
