@@ -213,9 +213,10 @@ class Node:
     """
 
     # Rarely set, so class defaults rather than a store per node: this is created once per op.
+    # (pre_hooks and retained, the hooks on the output tensor and its weak reference when it
+    # called retain_grad(), are stored on every node instead: backward reads them for each one,
+    # and an instance attribute reads faster than a class default.)
     name = None  # the user's name for the output tensor
-    pre_hooks = None  # hooks registered on the output tensor
-    retained = None  # weak reference to the output tensor, when it called retain_grad()
     trace = None  # where user code created it, under detect_anomaly
     out_modified = False  # the output was changed in place after it was computed
 
@@ -231,6 +232,7 @@ def _new_node(op, nexts, saved, arrays, out_array, keep_out, params):
     node.arrays = arrays
     node.out = out_array if keep_out else None
     node.params = params
+    node.pre_hooks = node.retained = None
     state.counter += 1
     node.seq = state.counter
     if state.anomaly:
