@@ -6,6 +6,7 @@ goes through matrix products or reshapes, it is shown as the sequence of matrix-
 steps (`g @ x.T`) with their shapes instead.
 """
 
+import ast
 import html
 
 import numpy as np
@@ -357,8 +358,6 @@ def _factor(text):
 
 def _shapes(recorded, v, i):
     """For a matrix product in a rule, the operands' shapes: `(2, 4) @ (4, 3) -> (2, 3)`."""
-    import ast
-
     tree = expr.parse(recorded.derivative(v, i).formula)
     item = v.inputs[i][1]
     products = [

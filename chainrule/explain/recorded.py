@@ -10,6 +10,7 @@ what backward computes.
 import ast
 
 import numpy as np
+from scipy import special
 
 from ..engine.autograd import deliver_gradients, graph_nodes
 from ..engine.autograd import grad as _engine_grad
@@ -479,8 +480,6 @@ def _constant_tree(value):
 
 
 def _numeric_names(names, g=False):
-    from scipy import special
-
     out = dict(names)
     if g:
         out["g"] = np.zeros_like(names["out"])

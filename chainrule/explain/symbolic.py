@@ -8,6 +8,7 @@ relu, softplus's linear tail) are decided at the recorded values, as the engine 
 """
 
 import functools
+import html
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from ..engine.op import Shape
 from ..engine.tensor import Tensor
 from ..ops import array_or_tensor
 from . import expr
+from .paths import format_array
 from .recorded import Recorded, Vertex
 
 # Tensors with more elements than this become numbers, not symbols (expressions would explode).
@@ -140,14 +142,10 @@ class Symbolic:
         return "$$" + self.to_latex() + "$$"
 
     def _repr_html_(self):
-        import html
-
         return f"<pre>{html.escape(str(self))}</pre>"
 
 
 def _fmt(value):
-    from .paths import format_array
-
     return format_array(value)
 
 

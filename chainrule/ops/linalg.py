@@ -8,7 +8,7 @@ from ..engine.broadcast import sum_to
 from ..engine.op import Op, vjp
 from ..engine.tensor import Tensor
 from .build import as_tensor, call, promote_pair
-from .shape import reshape, result_dtype, to
+from .shape import broadcast_to, reshape, result_dtype, to
 
 # The op itself sees only operands of 2 or more dims: `matmul` turns a vector into a one-row or
 # one-column matrix and drops that dim from the result, as PyTorch defines it, so that these
@@ -115,8 +115,6 @@ def _einsum_rule(i):
             # Size-1 dims of operand i that broadcast against the others: sum them back, then
             # stretch the letters only operand i has.
             grad = sum_to(grad, tuple(1 if n == 1 else m for n, m in zip(unique_shape, grad.shape)))
-            from .shape import broadcast_to
-
             grad = (
                 broadcast_to(grad, unique_shape)
                 if isinstance(grad, Tensor)
