@@ -47,7 +47,7 @@ def where(cond, a, b):
     if isinstance(a, Tensor):
         return a.where(cond, b)
     if isinstance(b, Tensor):  # where(cond, a, b) is where(not cond, b, a)
-        return b.where(~cond, a)
+        return b.where(~cond if isinstance(cond, Tensor) else np.logical_not(cond), a)
     if isinstance(cond, Tensor):
         raise TypeError("where: with a Tensor condition, give at least one Tensor branch")
     return np.where(cond, a, b)
