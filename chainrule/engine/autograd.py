@@ -231,12 +231,9 @@ class _Walk:
 
     def __init__(self, roots, targets, create_graph, retain_graph, accumulate):
         self.roots = roots
-        self.create_graph, self.retain_graph, self.accumulate = (
-            create_graph,
-            retain_graph,
-            accumulate,
-        )
-        self.targets = targets
+        self.create_graph = create_graph
+        self.retain_graph = retain_graph
+        self.accumulate = accumulate  # whether retain_grad() tensors keep their gradient
         self.captured = {}
         if targets is None:
             self.target_keys = self.wanted = None
