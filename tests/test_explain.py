@@ -476,3 +476,112 @@ def test_graph_of_a_tracked_model_names_parameters_as_the_model_does():
         assert f"<b>{name}</b>" in source
     # Without the record, the same parameters get automatic names.
     assert "<b>0.weight</b>" not in cr.explain.graph(loss).source
+
+
+# ---- a custom Function whose backward gives no gradient to one input ------------------------------
+
+
+def _scale_without_weight_grad(lib):
+    """x * w whose backward passes a gradient to x only (None for w), as PyTorch allows."""
+
+    class ScaleNoWeightGrad(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w):
+            ctx.save_for_backward(w)
+            return x * w
+
+        @staticmethod
+        def backward(ctx, g):
+            (w,) = ctx.saved_tensors
+            return g * w, None
+
+    return ScaleNoWeightGrad
+
+
+def _custom_none_graph():
+    scale = _scale_without_weight_grad(cr)
+    x = cr.tensor([1.0, -1.0, 0.5], dtype=cr.float64, requires_grad=True, name="x")
+    w = cr.tensor([2.0, 3.0, -4.0], dtype=cr.float64, requires_grad=True, name="w")
+    loss = (scale.apply(x, w) * w).sum()
+    tx = torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64, requires_grad=True)
+    tw = torch.tensor([2.0, 3.0, -4.0], dtype=torch.float64, requires_grad=True)
+    (_scale_without_weight_grad(torch).apply(tx, tw) * tw).sum().backward()
+    return loss, x, w, tx.grad.numpy(), tw.grad.numpy()
+
+
+def test_paths_through_a_custom_function_that_returns_none_for_an_input():
+    loss, x, w, torch_x_grad, torch_w_grad = _custom_none_graph()
+    dw = explain.paths(loss, w)
+    # w reaches the loss twice in the graph, but the Function's backward passes nothing to it:
+    # one path carries the gradient, the other is not a path of the gradient
+    assert dw.count == 1 and len(dw.paths) == 1
+    np.testing.assert_allclose(dw.total, torch_w_grad, rtol=1e-12)
+    np.testing.assert_allclose(dw.grad, torch_w_grad, rtol=1e-12)
+    dx = explain.paths(loss, x)
+    np.testing.assert_allclose(dx.total, torch_x_grad, rtol=1e-12)
+    assert "ScaleNoWeightGrad" in str(dx) and "dloss/dw" in str(dw)
+
+
+def test_graph_and_recorded_values_through_a_custom_function_that_returns_none():
+    from chainrule.explain.recorded import Recorded
+
+    loss, x, w, torch_x_grad, torch_w_grad = _custom_none_graph()
+    src = explain.graph(loss, highlight=w).source
+    assert "ScaleNoWeightGrad" in src and "<b>w</b>" in src
+    recorded = Recorded(loss)
+    np.testing.assert_allclose(recorded.find(w).grad, torch_w_grad, rtol=1e-12)
+    np.testing.assert_allclose(recorded.find(x).grad, torch_x_grad, rtol=1e-12)
+    custom = next(v for v in recorded.op_vertices() if v.node.op.name == "ScaleNoWeightGrad")
+    g = np.ones(3)
+    assert recorded.apply_edge(custom, 1, g) is None
+    np.testing.assert_allclose(recorded.apply_edge(custom, 0, g), [2.0, 3.0, -4.0])
+
+
+def test_symbolic_refuses_a_custom_function_by_name():
+    loss, x, w, *_ = _custom_none_graph()
+    with pytest.raises(NotImplementedError, match="ScaleNoWeightGrad"):
+        explain.symbolic(loss, w)
+
+
+def test_using_and_explaining_a_custom_function_writes_nothing_onto_its_class():
+    scale = _scale_without_weight_grad(cr)
+    before = set(vars(scale))
+    x = cr.tensor([1.0, 2.0], dtype=cr.float64, requires_grad=True, name="x")
+    w = cr.tensor([3.0, 4.0], dtype=cr.float64, requires_grad=True, name="w")
+    loss = (scale.apply(x, w) * w).sum()
+    str(explain.paths(loss, [x, w]))
+    loss.backward()
+    assert set(vars(scale)) == before
+
+
+# ---- forward formulas come from the op declarations ----------------------------------------------
+
+
+def test_a_linear_layer_without_bias_is_written_as_its_matrix_product():
+    cr.manual_seed(0)
+    layer = cr.nn.Linear(3, 2, bias=False)
+    x = cr.randn(4, 3)
+    x.name = "x"
+    loss = layer(x).sum()
+    src = explain.graph(loss, names={layer.weight: "W"}).source
+    assert "= x @ W.T<br/>" in src and "linear(" not in src
+    s = explain.symbolic(loss, layer.weight, names={layer.weight: "W"})
+    assert all(s.agree.values())
+    np.testing.assert_allclose(s.values["W"], np.tile(x.data.sum(0), (2, 1)), rtol=1e-6)
+
+
+def test_symbolic_derives_through_every_op_whose_forward_formula_has_a_sympy_form():
+    import sympy
+
+    a = cr.tensor(0.7, dtype=cr.float64, requires_grad=True, name="a")
+    loss = cr.where(a > 0, cr.nn.functional.gelu(a), a * 2) + cr.sign(a) * a
+    s = explain.symbolic(loss, a)
+    sa = sympy.Symbol("a", real=True)
+    # the recorded branch (a > 0) of where, and sign's derivative of 0
+    expected = sympy.diff(sa * (1 + sympy.erf(sa / sympy.sqrt(2))) / 2, sa) + sympy.sign(sa)
+    for point in (0.7, 1.3, 2.9):
+        assert float((s["a"] - expected).subs(sa, point)) == pytest.approx(0, abs=1e-12)
+    assert all(s.agree.values())
+    ta = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    (torch.where(ta > 0, torch.nn.functional.gelu(ta), ta * 2) + torch.sign(ta) * ta).backward()
+    assert float(s.values["a"]) == pytest.approx(float(ta.grad), rel=1e-12)

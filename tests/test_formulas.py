@@ -1,20 +1,28 @@
-"""Each op's formula strings against its array code, at random points.
+"""Each op's formulas against its array code, at random points, generated from the op registry.
 
-Every `Op` reachable from the chainrule.ops modules (and the engine's own broadcast ops) must have
-a row in SPECS (a test fails naming any that has none). For each row and each differentiable input,
-the formula string is evaluated as Python in the namespace of chainrule/ops/dual.py plus the
-helpers below, with the inputs, `out`, the incoming gradient `g` (`h` where an input is itself
-named `g`) and the params bound; the result must equal the rule's array code: `local` formulas
-against the elementwise derivative, `vjp` formulas against the vector-Jacobian product.
+Every op chainrule declares (`chainrule.engine.op.declared_ops()`) must have rows in SPECS (a test
+fails naming any that has none) and every field a declaration needs: its forward as array code and
+as a formula, and a derivative (or an explicit None) for each input of a differentiable op.
+
+For each row:
+- the forward formula, evaluated the way the explainer evaluates formulas (`explain.expr`) with
+  the oracles below (NumPy, SciPy and PyTorch, never chainrule's own code) for the calls it makes,
+  must equal the op's forward;
+- for each differentiable input, the derivative formula is evaluated as Python in the namespace of
+  chainrule/ops/array_or_tensor.py plus the helpers below, with the inputs, `out`, the incoming
+  gradient `g` (`h` where an input is itself named `g`) and the params bound; the result must equal
+  the rule's array code: `local` formulas against the elementwise derivative, `vjp` formulas
+  against the vector-Jacobian product.
 
 The rule is called with only what its formula names: an input it does not name is None, one it
 names only through `.shape`/`.ndim` is a shape placeholder, and `out` is None unless named. That is
 the contract the engine relies on when it frees what no formula needs.
 
-Finally, SymPy parses the elementwise `local` formulas and compares them with sympy.diff of the
-forward, written in SymPy, where the forward has a SymPy form.
+Finally, SymPy differentiates each smooth elementwise op's forward formula and compares the result
+with its `local` derivative formulas.
 """
 
+import ast
 import importlib
 import itertools
 import pkgutil
@@ -24,20 +32,17 @@ import numpy as np
 import pytest
 import sympy
 import torch
+from scipy import special
 
 import chainrule.engine.broadcast as engine_broadcast
-import chainrule.ops as ops_package
-from chainrule.engine.op import LOCAL, VJP, Op
-from chainrule.ops import dual, linalg, shape
+import chainrule.ops
+from chainrule.engine.op import LOCAL, VJP, Derivative, Op, declared_ops, local
+from chainrule.explain import expr
+from chainrule.ops import array_or_tensor, linalg, shape
 
-# Every module of chainrule.ops (a new one is searched too), after the engine's own broadcast ops
-# (shape.py re-exports BROADCAST_TO; the key names where an op is declared).
-MODULES = {"engine.broadcast": engine_broadcast}
-MODULES.update(
-    (info.name, importlib.import_module(f"chainrule.ops.{info.name}"))
-    for info in pkgutil.iter_modules(ops_package.__path__)
-)
-
+# Every module of chainrule.ops is imported (a new one too), so that all its declarations register.
+for _module in pkgutil.iter_modules(chainrule.ops.__path__):
+    importlib.import_module(f"chainrule.ops.{_module.name}")
 
 # ---- helpers the formulas name, written independently of the rule code ----
 
@@ -217,7 +222,7 @@ def pool_helpers(params):
 
 
 def namespace():
-    space = {k: v for k, v in vars(dual).items() if not k.startswith("_")}
+    space = {k: v for k, v in vars(array_or_tensor).items() if not k.startswith("_")}
     space.update(
         pi=np.pi,
         zeros=_zeros,
@@ -448,60 +453,56 @@ def _softplus_rows():
 
 
 SPECS = {
-    "elementwise.ADD": _binary_rows(),
-    "elementwise.SUB": _binary_rows(),
-    "elementwise.MUL": _binary_rows(),
-    "elementwise.DIV": _binary_rows(b_fn=_nonzero),
-    "elementwise.POW": _binary_rows(a_fn=_pos)
+    "add": _binary_rows(),
+    "sub": _binary_rows(),
+    "mul": _binary_rows(),
+    "div": _binary_rows(b_fn=_nonzero),
+    "pow": _binary_rows(a_fn=_pos)
     + [Row({"a": np.array([0.0, 0.0, 2.0]), "b": np.array([2.0, 0.5, 3.0])}, label="zero base")],
-    "elementwise.NEG": _unary(_real),
-    "elementwise.MAXIMUM": _binary_rows() + [Row(_tied(46), label="ties")],
-    "elementwise.MINIMUM": _binary_rows() + [Row(_tied(47), label="ties")],
-    "elementwise.EXP": _unary(_real),
-    "elementwise.LOG": _unary(_pos),
-    "elementwise.LOG1P": _unary(_pos),
-    "elementwise.SQRT": _unary(_pos),
-    "elementwise.ABS": _unary(_nonzero),
-    "elementwise.SIN": _unary(_real),
-    "elementwise.COS": _unary(_real),
-    "elementwise.TANH": _unary(_real),
-    "elementwise.SIGMOID": _unary(_real),
-    "elementwise.RELU": _unary(_nonzero),
-    "elementwise.ERF": _unary(_real),
-    "elementwise.SIGN": _unary(_nonzero),
-    "elementwise.SOFTPLUS": _softplus_rows(),
-    "elementwise.GELU": _unary(lambda s, k: _real(s, k) * 3),
-    "elementwise.GELU_TANH": _unary(lambda s, k: _real(s, k) * 3),
-    "elementwise.CLAMP": [
+    "neg": _unary(_real),
+    "maximum": _binary_rows() + [Row(_tied(46), label="ties")],
+    "minimum": _binary_rows() + [Row(_tied(47), label="ties")],
+    "exp": _unary(_real),
+    "log": _unary(_pos),
+    "log1p": _unary(_pos),
+    "sqrt": _unary(_pos),
+    "abs": _unary(_nonzero),
+    "sin": _unary(_real),
+    "cos": _unary(_real),
+    "tanh": _unary(_real),
+    "sigmoid": _unary(_real),
+    "relu": _unary(_nonzero),
+    "erf": _unary(_real),
+    "sign": _unary(_nonzero),
+    "softplus": _softplus_rows(),
+    "gelu": _unary(lambda s, k: _real(s, k) * 3),
+    "gelu[tanh]": _unary(lambda s, k: _real(s, k) * 3),
+    "clamp": [
         Row({"x": _nonzero((4, 5), 48)}, {"min": -0.5, "max": 0.5}),
         Row({"x": _nonzero((4, 5), 49)}, {"min": -np.inf, "max": 0.3}),
         Row({"x": np.array([-1.0, -0.5, 0.0, 0.5, 1.0])}, {"min": -0.5, "max": 0.5}, label="edges"),
     ],
-    "elementwise.WHERE": [
+    "where": [
         Row({"cond": _real((3, 4), 50) > 0, "a": _real((3, 4), 51), "b": _real((3, 4), 52)}),
     ],
-    "reduction.SUM": _reduction_rows(),
-    "reduction.MEAN": _reduction_rows(extra_params=lambda x, dim: {"n": _count(x, dim)}),
-    "reduction.VAR": _reduction_rows(
-        extra_params=lambda x, dim: {"n": _count(x, dim), "correction": 1}
-    )
+    "sum": _reduction_rows(),
+    "mean": _reduction_rows(extra_params=lambda x, dim: {"n": _count(x, dim)}),
+    "var": _reduction_rows(extra_params=lambda x, dim: {"n": _count(x, dim), "correction": 1})
     + [Row({"x": _real((3, 5), 53)}, {"dim": (1,), "keepdim": False, "n": 5, "correction": 2})],
-    "reduction.STD": _reduction_rows(
-        extra_params=lambda x, dim: {"n": _count(x, dim), "correction": 0}
-    ),
-    "reduction.AMAX": _reduction_rows(domain=_ties_input),
-    "reduction.AMIN": _reduction_rows(domain=_ties_input),
-    "reduction.GATHER": [
+    "std": _reduction_rows(extra_params=lambda x, dim: {"n": _count(x, dim), "correction": 0}),
+    "amax": _reduction_rows(domain=_ties_input),
+    "amin": _reduction_rows(domain=_ties_input),
+    "gather": [
         Row({"x": _real((3, 4), 54)}, {"dim": 1, "index": np.array([[0, 0], [3, 1], [2, 2]])}),
         Row({"x": _real((3, 4), 55)}, {"dim": 0, "index": np.array([[0, 2, 2, 1], [0, 0, 0, 0]])}),
     ],
-    "reduction.SCATTER_ADD": [
+    "scatter_add": [
         Row(
             {"g": _real((3, 2), 56)},
             {"shape": (3, 4), "dim": 1, "index": np.array([[0, 0], [3, 1], [2, 2]])},
         ),
     ],
-    "reduction.PROD": _reduction_rows(domain=_nonzero)
+    "prod": _reduction_rows(domain=_nonzero)
     + [
         Row(
             {"x": np.array([[2.0, 0.0, 3.0], [0.0, 0.0, 5.0], [1.5, 2.0, -1.0]])},
@@ -512,86 +513,266 @@ SPECS = {
             {"x": np.array([[2.0, 0.0], [4.0, 3.0]])}, {"dim": None, "keepdim": False}, label="zero"
         ),
     ],
-    "reduction.LOGSUMEXP": _reduction_rows(),
-    "reduction.NORM2": _reduction_rows(),
-    "reduction.NORMP": _reduction_rows(_nonzero, lambda x, dim: {"p": 3.0})
+    "logsumexp": _reduction_rows(),
+    "norm": _reduction_rows(),
+    "norm[p]": _reduction_rows(_nonzero, lambda x, dim: {"p": 3.0})
     + _reduction_rows(_nonzero, lambda x, dim: {"p": 0.5}),
-    "shape.TO": [
+    "to": [
         Row(
             {"x": _real((3, 4), 57).astype(np.float32)},
             {"dtype": np.dtype(np.float64), "source": np.dtype(np.float32)},
         )
     ],
-    "shape.RESHAPE": [Row({"x": _real((3, 4), 58)}, {"shape": (2, 6)})],
-    "shape.TRANSPOSE": [Row({"x": _real((2, 3, 4), 59)}, {"dim0": 0, "dim1": 2})],
-    "shape.PERMUTE": [Row({"x": _real((2, 3, 4), 60)}, {"axes": (2, 0, 1)})],
-    "shape.NARROW": [Row({"x": _real((3, 5), 61)}, {"dim": 1, "start": 1, "length": 3})],
-    "shape.PAD_INTO": [Row({"g": _real((3, 2), 62)}, {"shape": (3, 5), "dim": 1, "start": 2})],
-    "shape.CLONE": _unary(_real),
-    "engine.broadcast.BROADCAST_TO": [Row({"x": _real((3, 1), 63)}, {"shape": (2, 3, 4)})],
-    "engine.broadcast.SUM_TO": [Row({"x": _real((2, 3, 4), 64)}, {"shape": (3, 1)})],
-    "linalg.MATMUL": _matmul_rows(),
-    "indexing.GETITEM": _getitem_rows(),
-    "indexing.INDEX_ADD": _index_add_rows(),
-    "indexing.INDEX_PUT": _index_put_rows(),
-    "nn.LINEAR": _linear_rows(),
-    "nn.SOFTMAX": [Row({"x": _real((3, 4), 65)}, {"dim": d}) for d in (0, 1)],
-    "nn.CROSS_ENTROPY": [
+    "reshape": [Row({"x": _real((3, 4), 58)}, {"shape": (2, 6)})],
+    "transpose": [Row({"x": _real((2, 3, 4), 59)}, {"dim0": 0, "dim1": 2})],
+    "permute": [Row({"x": _real((2, 3, 4), 60)}, {"axes": (2, 0, 1)})],
+    "narrow": [Row({"x": _real((3, 5), 61)}, {"dim": 1, "start": 1, "length": 3})],
+    "pad_into": [Row({"g": _real((3, 2), 62)}, {"shape": (3, 5), "dim": 1, "start": 2})],
+    "clone": _unary(_real),
+    "broadcast_to": [Row({"x": _real((3, 1), 63)}, {"shape": (2, 3, 4)})],
+    "sum_to": [Row({"x": _real((2, 3, 4), 64)}, {"shape": (3, 1)})],
+    "matmul": _matmul_rows(),
+    "getitem": _getitem_rows(),
+    "index_add": _index_add_rows(),
+    "index_put": _index_put_rows(),
+    "linear": _linear_rows(),
+    "softmax": [Row({"x": _real((3, 4), 65)}, {"dim": d}) for d in (0, 1)],
+    "cross_entropy": [
         Row({"x": _real((4, 5), 67)}, {"index": np.array([0, 3, 3, 1]), "scale": 0.25}),
         Row({"x": _real((2, 3), 68) * 30}, {"index": np.array([2, 2]), "scale": 1.0}),
     ],
-    "nn.LOG_SOFTMAX": [Row({"x": _real((3, 4), 66)}, {"dim": d}) for d in (0, 1)],
+    "log_softmax": [Row({"x": _real((3, 4), 66)}, {"dim": d}) for d in (0, 1)],
     "cat": _cat_rows(2) + _cat_rows(3),
     "einsum": _einsum_rows(1) + _einsum_rows(2) + _einsum_rows(3),
-    "conv.CONV2D": _conv_rows(True),
-    "conv.CONV2D_NOBIAS": _conv_rows(False),
-    "conv.CONV2D_GRAD_INPUT": _conv_grad_rows("input"),
-    "conv.CONV2D_GRAD_WEIGHT": _conv_grad_rows("weight"),
-    "conv.MAX_POOL2D": _pool_rows(),
+    "conv2d": _conv_rows(True),
+    "conv2d[no bias]": _conv_rows(False),
+    "conv2d_grad_input": _conv_grad_rows("input"),
+    "conv2d_grad_weight": _conv_grad_rows("weight"),
+    "max_pool2d": _pool_rows(),
+    # no derivatives: only the forward formula is checked
+    **{
+        name: _binary_rows() + [Row(_tied(69), label="ties")]
+        for name in ("eq", "ne", "lt", "le", "gt", "ge")
+    },
+    "logical_and": [Row({"a": _real((3, 4), 70) > 0, "b": _real((3, 4), 71) > 0})],
+    "logical_or": [Row({"a": _real((3, 4), 72) > 0, "b": _real((4,), 73) > 0})],
+    "logical_not": [Row({"x": _real((3, 4), 74) > 0})],
+    "isnan": [Row({"x": np.array([0.0, np.nan, np.inf, -1.0])})],
+    "isfinite": [Row({"x": np.array([0.0, np.nan, np.inf, -1.0])})],
 }
 
-# Ops made per operand count: one declaration family each.
+# Ops made per operand count: one declaration family each. Making the members the rows use
+# declares them (a member made elsewhere is in the registry already).
 FAMILIES = {"cat": shape._cat_op, "einsum": linalg._einsum_op}
 
 
 def all_ops():
-    """(key, op) for every Op object in the op modules, and the families' members for the counts
-    the rows use (a family member made elsewhere is found in the cache too)."""
-    found = {}
-    for module_name, module in MODULES.items():
-        for attr, value in vars(module).items():
-            if isinstance(value, Op):
-                found.setdefault(id(value), (f"{module_name}.{attr}", value))
-    for module_name, module in MODULES.items():  # ops declared inline, known by their function
-        for attr, value in vars(module).items():
-            op = getattr(value, "op", None)
-            if isinstance(op, Op):
-                found.setdefault(id(op), (f"{module_name}.{attr}.op", op))
+    """(key, op) for every declared op, the families' members for the rows' counts included."""
     for family, make in FAMILIES.items():
         for row in SPECS[family]:
-            op = make(len(row.inputs))
-            found.setdefault(id(op), (family, op))
-    for family, cache in [("cat", shape._cat_ops), ("einsum", linalg._einsum_ops)]:
-        for op in cache.values():
-            found.setdefault(id(op), (family, op))
-    return sorted(found.values(), key=lambda item: item[0])
+            make(len(row.inputs))
+    return sorted(((op.key, op) for op in declared_ops()), key=lambda item: item[0])
 
 
-def test_every_op_has_formula_rows():
-    keys = {key for key, op in all_ops() if op.differentiable}
+def test_every_op_has_rows():
+    keys = {key for key, op in all_ops()}
     missing = sorted(keys - set(SPECS))
-    assert not missing, f"ops without formula rows in tests/test_formulas.py SPECS: {missing}"
+    assert not missing, f"ops without rows in tests/test_formulas.py SPECS: {missing}"
     stale = sorted(set(SPECS) - keys)
     assert not stale, f"SPECS rows for ops that no longer exist: {stale}"
 
 
-def test_non_differentiable_ops_declare_no_derivatives():
-    """Comparisons and logical ops are found too: they must have no derivative at all."""
+def test_every_op_declares_each_field():
+    """A forward as code and as a formula the explainer can read, and for a differentiable op a
+    derivative or an explicit None for each input; one key per declaration."""
+    keys = {}
     for key, op in all_ops():
-        if not op.differentiable:
-            assert all(d is None for d in op.derivatives), key
+        assert callable(op.forward), key
+        tree = expr.parse(op.formula)  # a Python expression, or this raises
+        named = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        assert set(op.inputs) <= named | {"ctx"}, f"{key}: formula {op.formula!r} omits inputs"
+        assert len(op.derivatives) == len(op.inputs), key
+        for d in op.derivatives:
+            assert d is None or (isinstance(d, Derivative) and d.formula), key
+        family = key in FAMILIES
+        assert family or keys.setdefault(key, op) is op, f"two declarations share the key {key}"
     names = {op.name for _, op in all_ops() if not op.differentiable}
     assert {"eq", "lt", "gt", "logical_and", "isnan"} <= names, names
+
+
+def test_a_declaration_that_leaves_something_out_fails_when_declared():
+    with pytest.raises(ValueError, match="forward as a formula"):
+        Op(
+            "twice",
+            lambda x: 2 * x,
+            derivatives={"x": local("2", lambda x, out: 2)},
+            declared=False,
+        )
+    with pytest.raises(ValueError, match=r"no derivative declared for inputs \['b'\]"):
+        Op(
+            "half_declared",
+            np.multiply,
+            ("a", "b"),
+            {"a": local("b", lambda a, b, out: b)},
+            formula="a * b",
+            declared=False,
+        )
+    with pytest.raises(ValueError, match="has no code"):
+        Op(
+            "codeless",
+            np.exp,
+            derivatives={"x": local("out", None)},
+            formula="exp(x)",
+            declared=False,
+        )
+    with pytest.raises(ValueError, match="unknown inputs"):
+        Op(
+            "typo",
+            np.exp,
+            derivatives={"y": local("out", lambda x, out: out)},
+            formula="exp(x)",
+            declared=False,
+        )
+    before = len(declared_ops())
+    Op(
+        "user_op",
+        np.exp,
+        derivatives={"x": local("out", lambda x, out: out)},
+        formula="exp(x)",
+        declared=False,
+    )
+    assert len(declared_ops()) == before  # an op made for a user is not one of chainrule's
+
+
+# ---- forward formulas against the forward's code ----
+
+
+def forward_oracles(p):
+    """What the calls in forward formulas mean, with the node's params `p`: NumPy, SciPy and
+    PyTorch, never chainrule."""
+    t = torch.from_numpy
+    F = torch.nn.functional
+
+    def index_put(x, value):
+        out = np.array(x)
+        out[p["index"]] = value
+        return out
+
+    def conv2d(x, weight, bias=None):
+        b = None if bias is None else t(np.asarray(bias))
+        return F.conv2d(t(np.asarray(x)), t(np.asarray(weight)), b, **_conv_params(p)).numpy()
+
+    def norm(x):
+        return torch.linalg.vector_norm(
+            t(np.asarray(x)), ord=p.get("p", 2), dim=p["dim"], keepdim=p["keepdim"]
+        ).numpy()
+
+    def cross_entropy(x):
+        loss = F.cross_entropy(t(np.asarray(x)), t(p["index"]), reduction="sum")
+        return (loss * p["scale"]).numpy()
+
+    reduce = {"axis": p.get("dim"), "keepdims": p.get("keepdim")}
+    names = {
+        "maximum": np.maximum,
+        "minimum": np.minimum,
+        "exp": np.exp,
+        "log": np.log,
+        "log1p": np.log1p,
+        "sqrt": np.sqrt,
+        "abs": np.abs,
+        "sin": np.sin,
+        "cos": np.cos,
+        "tanh": np.tanh,
+        "erf": special.erf,
+        "sign": np.sign,
+        "sigmoid": lambda x: torch.sigmoid(t(np.asarray(x))).numpy(),
+        "relu": lambda x: torch.relu(t(np.asarray(x))).numpy(),
+        "gelu": lambda x, approximate="none": F.gelu(
+            t(np.asarray(x)), approximate=approximate
+        ).numpy(),
+        "where": np.where,
+        "logical_and": np.logical_and,
+        "logical_or": np.logical_or,
+        "logical_not": np.logical_not,
+        "isnan": np.isnan,
+        "isfinite": np.isfinite,
+        "getitem": lambda x: np.asarray(x)[p["index"]],
+        "index_add": lambda g: index_add(np.zeros(p["shape"]), p["index"], g),
+        "index_put": index_put,
+        "scatter_add": lambda g: scatter_add(np.zeros(p["shape"]), p["dim"], p["index"], g),
+        "pad_into": lambda g: pad_into(g, p["shape"], p["dim"], p["start"]),
+        "narrow": lambda x: narrow(x, p["dim"], p["start"], p["length"]),
+        "gather": lambda x: gather(x, p["dim"], p["index"]),
+        "reshape": lambda x: np.reshape(x, p["shape"]),
+        "transpose": lambda x: np.swapaxes(x, p["dim0"], p["dim1"]),
+        "permute": lambda x: np.transpose(x, p["axes"]),
+        "broadcast_to": lambda x: np.broadcast_to(x, p["shape"]),
+        "sum_to": lambda x: t(np.asarray(x)).sum_to_size(p["shape"]).numpy(),
+        "softmax": lambda x: torch.softmax(t(np.asarray(x)), p["dim"]).numpy(),
+        "log_softmax": lambda x: torch.log_softmax(t(np.asarray(x)), p["dim"]).numpy(),
+        "cross_entropy": cross_entropy,
+    }
+    if "dim" in p and "keepdim" in p:  # the reductions
+        names.update(
+            sum=lambda x: np.sum(x, **reduce),
+            mean=lambda x: np.mean(x, **reduce),
+            var=lambda x: np.var(x, ddof=p["correction"], **reduce),
+            std=lambda x: np.std(x, ddof=p["correction"], **reduce),
+            amax=lambda x: np.amax(x, **reduce),
+            amin=lambda x: np.amin(x, **reduce),
+            prod=lambda x: np.prod(x, **reduce),
+            logsumexp=lambda x: special.logsumexp(x, **reduce),
+            norm=norm,
+        )
+    if "stride" in p and "groups" in p:
+        helpers = conv_helpers(p)
+        names.update(
+            conv2d=conv2d,
+            conv2d_grad_input=lambda g, w: helpers["conv2d_grad_input"](g, w, p["input_shape"]),
+            conv2d_grad_weight=lambda g, x: helpers["conv2d_grad_weight"](g, x, p["weight_shape"]),
+        )
+    if "kernel" in p:
+        names["max_pool2d"] = lambda x: F.max_pool2d(
+            t(np.asarray(x)), p["kernel"], p["stride"], p["padding"], p["dilation"]
+        ).numpy()
+    if "subscripts" in p:
+        names["einsum"] = lambda *xs: np.einsum(",".join(p["subscripts"]) + "->" + p["output"], *xs)
+    if "offsets" in p:
+        names["cat"] = lambda *xs: np.concatenate(xs, axis=p["dim"])
+    if "min" in p:
+        names["clamp"] = lambda x: np.clip(x, p["min"], p["max"])
+    if "beta" in p:
+        names["softplus"] = lambda x: F.softplus(
+            t(np.asarray(x)), beta=p["beta"], threshold=p["threshold"]
+        ).numpy()
+    return names
+
+
+def _forward_cases():
+    for key, op in all_ops():
+        for r, row in enumerate(SPECS.get(key, [])):
+            if len(row.inputs) == len(op.inputs):  # a family row is for one operand count
+                yield pytest.param(op, row, id=f"{key}[{r}:{row.label}]")
+
+
+@pytest.mark.parametrize(("op", "row"), list(_forward_cases()))
+def test_forward_formula_equals_forward_code(op, row):
+    inputs = [np.array(v) if isinstance(v, np.ndarray) else v for v in row.inputs.values()]
+    code = np.asarray(op.forward(*inputs, **row.params))
+    names = forward_oracles(row.params)
+    names.update(zip(op.inputs, [arr(x) if isinstance(x, np.ndarray) else x for x in inputs]))
+    missing = {name: None for name, x in zip(op.inputs, inputs) if x is None}
+    tree = expr.drop_missing(expr.substitute(expr.parse(op.formula), missing))
+    formula = np.asarray(expr.evaluate(tree, names))
+    where = f"{op.key}: formula {op.formula!r}, row {row.label!r}"
+    assert formula.shape == code.shape, f"{where}: shape {formula.shape}, code {code.shape}"
+    if code.dtype.kind == "f":
+        np.testing.assert_allclose(formula, code, rtol=1e-12, atol=1e-12, err_msg=where)
+    else:
+        np.testing.assert_array_equal(formula, code, err_msg=where)
+
+
+# ---- derivative formulas against the rules' code ----
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(?:\.[A-Za-z_][A-Za-z_0-9]*)?")
@@ -608,7 +789,7 @@ def _named(formula):
 
 def _cases():
     for key, op in all_ops():
-        if not op.differentiable or key not in SPECS:
+        if not op.differentiable:
             continue
         for r, row in enumerate(SPECS[key]):
             if len(row.inputs) != len(op.inputs):
@@ -700,6 +881,32 @@ def test_formula_equals_rule_at_random_points(op, row, i):
         )
 
 
+def _factor_cases():
+    for key, op in all_ops():
+        for i, d in enumerate(op.derivatives):
+            if d is not None and d.factor is not None:
+                for r, row in enumerate(SPECS[key]):
+                    yield pytest.param(op, row, i, id=f"{key}[{r}:{row.label}]-{op.inputs[i]}")
+
+
+@pytest.mark.parametrize(("op", "row", "i"), list(_factor_cases()))
+def test_declared_factor_is_what_the_rule_multiplies_the_spread_gradient_by(op, row, i):
+    """A VJP that declares a per-element factor (the explainer shows it as a product's factor)
+    sends each input element g's matching element times that factor."""
+    d = op.derivatives[i]
+    inputs = [np.array(v) if isinstance(v, np.ndarray) else v for v in row.inputs.values()]
+    out = np.asarray(op.forward(*inputs, **row.params))
+    g = _real(out.shape, 98)
+    x = inputs[i]
+    factor = expr.evaluate(expr.parse(d.factor), dict(row.params))
+    p = row.params
+    spread = array_or_tensor.unreduce(g, x.shape, p["dim"], p["keepdim"]) if "dim" in p else g
+    rule = np.asarray(d.fn(g, *inputs, out, **p))
+    # in the rule's dtype: a cast's backward casts g back to the input's dtype
+    expected = np.asarray(spread * factor).astype(rule.dtype)
+    np.testing.assert_allclose(rule, expected, rtol=1e-12, err_msg=op.key)
+
+
 # ---- SymPy: elementwise local formulas against sympy.diff of the forward ----
 
 x_, a_, b_ = sympy.symbols("x a b", real=True)
@@ -732,55 +939,51 @@ SYMPY_NAMES = {
     "normal_pdf": lambda z: sympy.exp(-(z**2) / 2) / sympy.sqrt(2 * sympy.pi),
 }
 
-# Forward of each elementwise op as SymPy, in the op's input symbols.
-SYMPY_FORWARDS = {
-    "elementwise.MUL": a_ * b_,
-    "elementwise.DIV": a_ / b_,
-    "elementwise.POW": a_**b_,
-    "elementwise.EXP": sympy.exp(x_),
-    "elementwise.LOG": sympy.log(x_),
-    "elementwise.LOG1P": sympy.log(1 + x_),
-    "elementwise.SQRT": sympy.sqrt(x_),
-    "elementwise.ABS": sympy.Abs(x_),
-    "elementwise.SIN": sympy.sin(x_),
-    "elementwise.COS": sympy.cos(x_),
-    "elementwise.TANH": sympy.tanh(x_),
-    "elementwise.SIGMOID": _sigmoid(x_),
-    "elementwise.ERF": sympy.erf(x_),
-    "elementwise.SOFTPLUS": sympy.Piecewise(
-        (x_, beta_ * x_ > threshold_), (sympy.log(1 + sympy.exp(beta_ * x_)) / beta_, True)
+SYMPY_NAMES.update(
+    relu=lambda z: sympy.Piecewise((z, z > 0), (0, True)),
+    softplus=lambda z: sympy.Piecewise(
+        (z, beta_ * z > threshold_), (sympy.log(1 + sympy.exp(beta_ * z)) / beta_, True)
     ),
-    "elementwise.GELU": x_ * (1 + sympy.erf(x_ / sympy.sqrt(2))) / 2,
-    "elementwise.GELU_TANH": x_
-    / 2
-    * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (x_ + sympy.Float("0.044715") * x_**3))),
-}
+    gelu=lambda z, approximate="none": (
+        z * (1 + sympy.erf(z / sympy.sqrt(2))) / 2
+        if approximate == "none"
+        else z
+        / 2
+        * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (z + sympy.Float("0.044715") * z**3)))
+    ),
+)
 SYMBOLS = {"x": x_, "a": a_, "b": b_}
+# Elementwise ops whose derivative is piecewise constant: SymPy's derivative of their forward is
+# a Piecewise of constants with the ties at measure zero; their rows above check them.
+PIECEWISE_CONSTANT = {"maximum", "minimum", "relu", "clamp"}
 
 
-def test_sympy_forms_cover_every_smooth_elementwise_op_with_a_local_formula():
-    """Which elementwise locals have no SymPy check, by name, so that a new one is a decision."""
-    piecewise_constant = {
-        "elementwise.MAXIMUM",
-        "elementwise.MINIMUM",
-        "elementwise.RELU",
-        "elementwise.CLAMP",
-    }
+def sympy_forward(op):
+    """The op's forward formula as a SymPy expression in its input symbols."""
+    names = dict(SYMPY_NAMES)
+    names.update(SYMBOLS)
+    return expr.evaluate(expr.parse(op.formula), names)
+
+
+def _sympy_cases():
+    for key, op in all_ops():
+        if not op.elementwise or key in PIECEWISE_CONSTANT:
+            continue
+        for name, d in zip(op.inputs, op.derivatives, strict=True):
+            if d is not None and d.kind == LOCAL:
+                yield pytest.param(key, op, name, d.formula, sympy_forward(op), id=f"{key}-{name}")
+
+
+def test_sympy_checks_every_smooth_elementwise_op_with_a_local_formula():
+    """A new elementwise op with a local derivative is checked by SymPy unless it is named above."""
+    checked = {values[0] for values in (case.values for case in _sympy_cases())}
     smooth = {
         key
         for key, op in all_ops()
         if op.elementwise and any(d is not None and d.kind == LOCAL for d in op.derivatives)
     }
-    assert smooth - piecewise_constant == set(SYMPY_FORWARDS)
-
-
-def _sympy_cases():
-    ops = dict(all_ops())
-    for key, forward in SYMPY_FORWARDS.items():
-        op = ops[key]
-        for name, d in zip(op.inputs, op.derivatives, strict=True):
-            if d is not None and d.kind == LOCAL:
-                yield pytest.param(key, op, name, d.formula, forward, id=f"{key}-{name}")
+    assert smooth - PIECEWISE_CONSTANT == checked
+    assert {"mul", "div", "pow", "exp", "tanh", "softplus", "gelu", "gelu[tanh]"} <= checked
 
 
 @pytest.mark.parametrize(("key", "op", "name", "formula", "forward"), list(_sympy_cases()))
@@ -796,7 +999,7 @@ def test_local_formula_is_sympy_derivative_of_forward(key, op, name, formula, fo
         point = {
             x_: sympy.Float(
                 rng.uniform(0.3, 3.0) * rng.choice([-1, 1])
-                if key not in ("elementwise.LOG", "elementwise.SQRT", "elementwise.LOG1P")
+                if key not in ("log", "sqrt", "log1p")
                 else rng.uniform(0.3, 3.0)
             ),
             a_: sympy.Float(rng.uniform(0.3, 3.0)),

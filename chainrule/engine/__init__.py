@@ -4,6 +4,7 @@ from . import dtypes
 from .autograd import (
     AnomalyError,
     backward,
+    deliver_gradients,
     detect_anomaly,
     enable_grad,
     grad,
@@ -14,7 +15,7 @@ from .autograd import (
     no_grad,
     set_grad_enabled,
 )
-from .op import Derivative, Node, Op, apply, local, record, vjp
+from .op import Derivative, Node, Op, apply, declared_ops, local, record, vjp
 from .state import modes, state
 from .tensor import Tensor
 
@@ -26,6 +27,8 @@ __all__ = [
     "Tensor",
     "apply",
     "backward",
+    "declared_ops",
+    "deliver_gradients",
     "detect_anomaly",
     "dtypes",
     "enable_grad",

@@ -1,23 +1,22 @@
 """The backward walk, `grad`, and the grad-mode switches.
 
-Nodes are numbered as they are created, so creation order is a topological order: backward gathers
-the nodes reachable from the output (iteratively, so depth is unlimited), visits them newest first,
-and applies each node's rules once to the sum of everything that flowed into it.
+Nodes are numbered as they are created, so creation order is a topological order: backward seeds
+the outputs, walks the nodes newest first (from a heap, so depth is unlimited), applying each node's
+rules once to the sum of everything that flowed into it, and settles the leaves' totals into `.grad`.
+`deliver_gradients` is the one place a node's rules are applied; the explainer calls it too.
 """
 
 import functools
 import heapq
-import sys
 
 import numpy as np
 
-from . import tensor as _tensor_module
-from .broadcast import sum_to, sum_to_array
+from .broadcast import sum_to
 from .op import IDENTITY, LOCAL, VJP, Node
 from .state import modes, state
 from .tensor import Tensor
 
-_tensor_module._autograd = sys.modules[__name__]
+_push = heapq.heappush
 
 
 class _GradMode:
@@ -244,51 +243,69 @@ def _seed(tensor, gradient, create_graph):
 
 
 def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
+    """Backward from `outputs`: seed them, walk the nodes newest first, then settle the leaves.
+    With `targets`, returns their gradients (and only nodes leading to one are visited)."""
     if retain_graph is None:
         retain_graph = create_graph
-    grads = {}  # node or leaf tensor -> gradient flowing into it, summed over paths
-    # Arrays a leaf may not keep as its .grad without a copy: the caller's seeds, for a start.
-    seen_arrays = set()
+    grads, seen_arrays = _seed_all(outputs, gradients, create_graph)
+    roots = {t.grad_fn for t in outputs if t.grad_fn is not None}
+    walk = _Walk(roots, targets, create_graph, retain_graph, accumulate)
+    with set_grad_enabled(create_graph):  # a backward is recorded only under create_graph
+        walk.run(grads)
+    # What is left in `grads` are the leaves' totals.
+    return _settle_leaves(grads, seen_arrays, walk, create_graph, accumulate)
+
+
+def _seed_all(outputs, gradients, create_graph):
+    """The gradient flowing into each output, and the seed arrays (which no leaf may keep as its
+    .grad without a copy: they are the caller's)."""
+    grads, seen_arrays = {}, set()
     for tensor, gradient in zip(outputs, gradients):
-        key = tensor.grad_fn or tensor
         seed = _seed(tensor, gradient, create_graph)
         seen_arrays.add(id(seed))
-        _accumulate(grads, key, seed)
+        _accumulate(grads, tensor.grad_fn or tensor, seed)
+    return grads, seen_arrays
 
-    # Newest node first: creation order is a topological order, so when a node leaves the heap
-    # every path into it has delivered its gradient.
-    roots = {t.grad_fn for t in outputs if t.grad_fn is not None}
-    heap = [(-node.seq, node) for node in roots]
-    heapq.heapify(heap)
-    pruning = targets is not None
-    captured = {}
-    if pruning:
-        target_keys = {t.grad_fn or t: t for t in targets}
-        wanted = _nodes_leading_to(roots, target_keys)
 
-    anomaly = modes.anomaly
-    last_inplace = state.last_inplace
-    pop, push = heapq.heappop, heapq.heappush
-    local_, vjp_, identity_ = LOCAL, VJP, IDENTITY
-    with set_grad_enabled(create_graph):  # the calling thread's mode only, restored on any exit
+class _Walk:
+    """One backward pass over the nodes behind `roots`; `captured` collects the targets'
+    gradients."""
+
+    def __init__(self, roots, targets, create_graph, retain_graph, accumulate):
+        self.roots = roots
+        self.create_graph = create_graph
+        self.retain_graph = retain_graph
+        self.accumulate = accumulate  # whether retain_grad() tensors keep their gradient
+        self.captured = {}
+        if targets is None:
+            self.target_keys = self.wanted = None
+        else:
+            self.target_keys = {t.grad_fn or t: t for t in targets}
+            self.wanted = _nodes_leading_to(roots, self.target_keys)
+
+    def run(self, grads):
+        # Newest node first: creation order is a topological order, so when a node leaves the
+        # heap every path into it has delivered its gradient.
+        heap = [(-node.seq, node) for node in self.roots]
+        heapq.heapify(heap)
+        pop = heapq.heappop
+        create_graph, retain_graph = self.create_graph, self.retain_graph
+        target_keys, wanted = self.target_keys, self.wanted
+        anomaly = modes.anomaly
+        last_inplace = state.last_inplace
         while heap:
             node = pop(heap)[1]
             g = grads.pop(node)
             if node.pre_hooks is not None or node.retained is not None:
-                g = _node_hooks(node, g, create_graph, accumulate)
-            if pruning:
+                g = _node_hooks(node, g, create_graph, self.accumulate)
+            if target_keys is not None:
                 if node in target_keys:
-                    captured[target_keys[node]] = g
+                    self.captured[target_keys[node]] = g
                 if node not in wanted:
                     continue
             saved = node.saved
             if saved is None:
-                raise RuntimeError(
-                    f"backward through the graph a second time: the values saved by "
-                    f"{node.op.name} (and the rest of this graph) were freed by the first "
-                    "backward; pass retain_graph=True to the first backward() if you need to "
-                    "call it again"
-                )
+                raise _freed_error(node)
             if last_inplace > node.seq:
                 _check_versions(node)
             if create_graph:
@@ -299,80 +316,118 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
             else:
                 args = node.arrays
                 out = node.out
-            op = node.op
-            params = node.params
-            derivatives = op.derivatives
-            elementwise = op.elementwise
-            i = -1
-            for parent in node.next:
-                i += 1
-                if parent is None:
-                    continue
-                d = derivatives[i]
-                kind = d.kind
-                if kind is local_:
-                    gi = g * (d.fn(*args, out, **params) if params else d.fn(*args, out))
-                elif kind is identity_:
-                    gi = g
-                elif kind is vjp_:
-                    gi = d.fn(g, *args, out, **params) if params else d.fn(g, *args, out)
-                    if gi is None:  # a custom Function's backward returned None: no gradient
-                        continue
-                else:
-                    gi = -g
-                if elementwise:
-                    placeholder = saved[i]
-                    if placeholder is not None and gi.shape != placeholder.shape:
-                        gi = (
-                            sum_to(gi, placeholder.shape)
-                            if create_graph
-                            else sum_to_array(gi, placeholder.shape)
-                        )
-                if anomaly:
-                    _check_finite(node, i, gi)
-                previous = grads.get(parent)
-                if previous is None:
-                    grads[parent] = gi
-                    if type(parent) is Node:
-                        push(heap, (-parent.seq, parent))
-                else:
-                    grads[parent] = previous + gi
+            # args serve as the shapes: arrays (or Tensors) and placeholders, all with .shape
+            deliver_gradients(node, g, args, out, node.next, args, grads, heap, anomaly, None)
             if not retain_graph:
                 node.saved = node.arrays = node.out = None
 
-    # What is left in `grads` are the leaves' totals.
+
+def deliver_gradients(node, g, args, out, parents, shapes, grads, heap, anomaly, evaluate):
+    """Apply `node`'s rules to `g`, the gradient at its output, and add what each input gets to
+    `grads[parents[i]]`: the one place a node's rules are applied (by the backward walk, the
+    explainer's recorded values and its symbolic derivation).
+
+    args, out: what the rules compute with (arrays; Tensors under create_graph; SymPy arrays).
+    parents[i]: the key input i's gradient goes to, or None for an input that gets none (always
+    None where the op has no derivative for it; a node's `next` is this). shapes[i]: anything with
+    input i's `.shape`, or None where the op did not broadcast it. heap: where a Node reached for
+    the first time is pushed (the walk's queue; the explainer's keys are not Nodes).
+    anomaly: check each gradient is finite. evaluate(derivative, g): a rule's value (the local
+    derivative when g is None, else the VJP); the rule's array code unless given.
+    A custom Function's backward that returns None for an input delivers nothing to it.
+    """
+    op = node.op
+    params = node.params
+    elementwise = op.elementwise
+    i = -1
+    for d in op.derivatives:
+        i += 1
+        parent = parents[i]
+        if parent is None:
+            continue
+        kind = d.kind
+        if kind is LOCAL:
+            if evaluate is not None:
+                gi = g * evaluate(d, None)
+            else:
+                gi = g * (d.fn(*args, out, **params) if params else d.fn(*args, out))
+        elif kind is IDENTITY:
+            gi = g
+        elif kind is VJP:
+            if evaluate is not None:
+                gi = evaluate(d, g)
+            else:
+                gi = d.fn(g, *args, out, **params) if params else d.fn(g, *args, out)
+            if gi is None:  # a custom Function's backward returned None: no gradient
+                continue
+        else:
+            gi = -g
+        if elementwise:
+            placeholder = shapes[i]
+            if placeholder is not None and gi.shape != placeholder.shape:
+                gi = sum_to(gi, placeholder.shape)
+        if anomaly:
+            _check_finite(node, i, gi)
+        previous = grads.get(parent)
+        if previous is None:
+            grads[parent] = gi
+            if type(parent) is Node:
+                _push(heap, (-parent.seq, parent))
+        else:
+            grads[parent] = previous + gi
+
+
+def _freed_error(node):
+    return RuntimeError(
+        f"backward through the graph a second time: the values saved by {node.op.name} (and the "
+        "rest of this graph) were freed by the first backward; pass retain_graph=True to the "
+        "first backward() if you need to call it again"
+    )
+
+
+def _settle_leaves(grads, seen_arrays, walk, create_graph, accumulate):
+    """Give each leaf its total: hooks, dtype, a copy where the array is shared, then .grad (or,
+    with targets, the captured result)."""
+    captured, target_keys = walk.captured, walk.target_keys
     for leaf, g in grads.items():
         if leaf._hooks:
             g = _run_hooks(leaf._hooks, g, create_graph)
         if not create_graph:
-            if type(g) is not np.ndarray:
-                g = np.asarray(g)
-            if g.dtype != leaf.data.dtype:
-                g = g.astype(leaf.data.dtype)
-            # A gradient can reach two leaves as one array (through `a + b`), be the caller's own
-            # seed array, or a view: each leaf gets an array of its own.
-            if g.base is not None or id(g) in seen_arrays:
-                g = g.copy()
-            seen_arrays.add(id(g))
-        if targets is not None:
+            g = _own_array(g, leaf, seen_arrays)
+        if target_keys is not None:
             if leaf in target_keys:
                 captured[leaf] = g if create_graph else Tensor._wrap(g)
-            continue
-        if not accumulate:
-            continue
-        if create_graph:
-            leaf.grad = g if leaf.grad is None else leaf.grad + g
-        elif leaf.grad is None:
-            leaf.grad = Tensor._wrap(g)
-        elif leaf.grad.requires_grad:
-            leaf.grad = leaf.grad + Tensor._wrap(g)
-        else:
-            np.add(leaf.grad.data, g, out=leaf.grad.data)
-    if targets is not None and not create_graph:
+        elif accumulate:
+            _accumulate_grad(leaf, g, create_graph)
+    if target_keys is not None and not create_graph:
         for key, g in captured.items():
             if not isinstance(g, Tensor):
                 captured[key] = Tensor._wrap(np.array(g))
     return captured
+
+
+def _own_array(g, leaf, seen_arrays):
+    if type(g) is not np.ndarray:
+        g = np.asarray(g)
+    if g.dtype != leaf.data.dtype:
+        g = g.astype(leaf.data.dtype)
+    # A gradient can reach two leaves as one array (through `a + b`), be the caller's own seed
+    # array, or a view: each leaf gets an array of its own.
+    if g.base is not None or id(g) in seen_arrays:
+        g = g.copy()
+    seen_arrays.add(id(g))
+    return g
+
+
+def _accumulate_grad(leaf, g, create_graph):
+    if create_graph:
+        leaf.grad = g if leaf.grad is None else leaf.grad + g
+    elif leaf.grad is None:
+        leaf.grad = Tensor._wrap(g)
+    elif leaf.grad.requires_grad:
+        leaf.grad = leaf.grad + Tensor._wrap(g)
+    else:
+        np.add(leaf.grad.data, g, out=leaf.grad.data)
 
 
 def _accumulate(grads, key, g):

@@ -41,6 +41,7 @@ def broadcast_to(x, shape):
     return np.broadcast_to(x, shape)
 
 
+# Sum over broadcast axes.
 SUM_TO = Op(
     "sum_to",
     sum_to_array,
@@ -48,7 +49,7 @@ SUM_TO = Op(
         "x": vjp("broadcast_to(g, x.shape)", lambda g, x, out, shape: broadcast_to(g, x.shape))
     },
     params=("shape",),
-    doc="sum over broadcast axes",
+    formula="sum_to(x)",
 )
 
 BROADCAST_TO = Op(
@@ -56,4 +57,5 @@ BROADCAST_TO = Op(
     np.broadcast_to,
     derivatives={"x": vjp("sum_to(g, x.shape)", lambda g, x, out, shape: sum_to(g, x.shape))},
     params=("shape",),
+    formula="broadcast_to(x)",
 )

@@ -69,10 +69,6 @@ def as_dtype(dtype):
     raise TypeError(f"dtype {dtype!r} is not supported; chainrule supports {names}")
 
 
-def is_floating(dtype):
-    return dtype.kind == "f"
-
-
 def promote(a, b):
     """PyTorch's result dtype for two tensors: a higher category (bool < integer < float) wins;
     within a category, dimensioned tensors outrank 0-d ones, and then the wider type wins."""

@@ -158,22 +158,28 @@ def _apply_many(cls, ctx, args, outputs):
     return tuple(pieces)
 
 
+# The op made for each Function subclass and argument count, kept here rather than on the user's
+# class; a class that is no longer used takes its ops with it.
+_ops_by_function = weakref.WeakKeyDictionary()
+
+
 def _op_for(cls, n):
-    cache = cls.__dict__.get("_chainrule_ops")
-    if cache is None:
-        cache = {}
-        cls._chainrule_ops = cache
+    cache = _ops_by_function.setdefault(cls, {})
     if n not in cache:
         names = tuple(f"arg{i}" for i in range(n))
+        derivatives = {
+            name: vjp(f"{cls.__name__}.backward(ctx, g)[{i}]", _rule(cls, i, n))
+            for i, name in enumerate(names)
+        }
+        derivatives["ctx"] = None
         cache[n] = Op(
             cls.__name__,
             _forward,
             (*names, "ctx"),
-            {
-                name: vjp(f"{cls.__name__}.backward(ctx, g)[{i}]", _rule(cls, i, n))
-                for i, name in enumerate(names)
-            },
+            derivatives,
+            formula=f"{cls.__name__}({', '.join(names)}, ctx)",
             params=("forward_result",),
+            declared=False,
         )
     return cache[n]
 

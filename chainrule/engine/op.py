@@ -1,8 +1,9 @@
 """Operation declarations and the recording of graph nodes.
 
-An `Op` is data: its forward (array code), and for each differentiable input a `Derivative` holding
-the formula people read and the array code the engine runs. The engine never looks inside an op; the
-explainer reads the same declaration to show its work.
+An `Op` is data: its forward as array code and as a formula, and for each differentiable input a
+`Derivative` holding the formula people read and the array code the engine runs. The engine never
+looks inside an op; the explainer reads the same declaration to show its work, and the tests
+generate their tables from the registry of declarations (`declared_ops`).
 """
 
 import re
@@ -23,12 +24,16 @@ class Derivative:
     the incoming gradient and sums away broadcast axes. kind VJP: `fn(g, *inputs, out, **params)` is the
     whole vector-Jacobian product, already in the input's shape. IDENTITY and NEGATE are locals of 1 and
     -1 that the engine applies without arithmetic.
+
+    `factor`, for a VJP that only spreads g back over the input and scales it (a sum's 1, a mean's
+    1 / n, a cast's 1), is that per-element factor as a formula: the explainer can then show the
+    edge as one factor of a product of local derivatives.
     """
 
-    __slots__ = ("kind", "formula", "fn")
+    __slots__ = ("kind", "formula", "fn", "factor")
 
-    def __init__(self, kind, formula, fn=None):
-        self.kind, self.formula, self.fn = kind, formula, fn
+    def __init__(self, kind, formula, fn=None, factor=None):
+        self.kind, self.formula, self.fn, self.factor = kind, formula, fn, factor
 
     def __repr__(self):
         return f"{self.kind}({self.formula!r})"
@@ -42,15 +47,33 @@ def local(formula, fn):
     return Derivative(LOCAL, formula, fn)
 
 
-def vjp(formula, fn):
-    return Derivative(VJP, formula, fn)
+def vjp(formula, fn, factor=None):
+    return Derivative(VJP, formula, fn, factor)
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(?:\.[A-Za-z_][A-Za-z_0-9]*)?")
 
 
+# Every op chainrule declares, in declaration order (the tests generate their tables from it).
+# An op made for a user's autograd.Function is not one of them.
+_DECLARED = []
+
+
+def declared_ops():
+    """Every op chainrule declares (an op family's members as they are made, e.g. cat of 3)."""
+    return list(_DECLARED)
+
+
 class Op:
-    """An operation, declared once: forward, per-input derivatives, and what backward must save.
+    """An operation, declared once: forward (as array code and as a formula), per-input
+    derivatives, and what backward must save.
+
+    `formula` is the forward as people read it, in the op's input names: the explainer prints it
+    (substituting the user's names) and the symbolic derivation evaluates it. Where the forward is
+    not an expression of simpler functions it is a call, `reshape(x)`, whose meaning includes the
+    node's params. `derivatives` names every input: a `Derivative`, or None for an input that
+    takes no gradient (a condition, an index); an op without derivatives is not differentiable.
+    `variant` tells apart declarations of one name (gelu and its tanh approximation).
 
     What is saved is read off the formulas: an input named in the formula of a derivative that this
     call needs is kept until backward, and so is `out`; an input used only as `x.shape` costs
@@ -61,11 +84,12 @@ class Op:
     __slots__ = (
         "name",
         "forward",
+        "formula",
         "inputs",
         "derivatives",
         "elementwise",
         "params",
-        "doc",
+        "variant",
         "differentiable",
         "uses",
         "keep",
@@ -78,29 +102,38 @@ class Op:
         forward,
         inputs=("x",),
         derivatives=None,
+        *,
+        formula=None,
         elementwise=False,
         params=(),
-        doc="",
         keep=(),
+        variant=None,
+        declared=True,
     ):
+        _check_declaration(name, formula, inputs, derivatives)
         derivatives = derivatives or {}
-        unknown = set(derivatives) - set(inputs)
-        if unknown:
-            raise ValueError(f"op {name}: derivatives given for unknown inputs {sorted(unknown)}")
         self.name = name
         self.forward = forward
+        self.formula = formula
         self.inputs = tuple(inputs)
         self.derivatives = tuple(derivatives.get(i) for i in inputs)
         self.differentiable = any(d is not None for d in self.derivatives)
         self.elementwise = elementwise
         self.params = tuple(params)
-        self.doc = doc
+        self.variant = variant
         self.keep = frozenset(keep)
         self.uses = tuple(
             _names_used(d.formula) if d is not None else (frozenset(), frozenset())
             for d in self.derivatives
         )
         self.plans = {}
+        if declared:
+            _DECLARED.append(self)
+
+    @property
+    def key(self):
+        """The declaration's name among all ops: its name, and its variant where it has one."""
+        return self.name if self.variant is None else f"{self.name}[{self.variant}]"
 
     def plan(self, needs):
         """For a pattern of which inputs need a gradient: which inputs to keep, which to keep the
@@ -122,6 +155,30 @@ class Op:
 
     def __repr__(self):
         return f"Op({self.name})"
+
+
+def _check_declaration(name, formula, inputs, derivatives):
+    """A declaration that leaves something out fails here, not later as a dropped gradient."""
+    if not isinstance(formula, str) or not formula.strip():
+        raise ValueError(f"op {name}: give its forward as a formula (formula=...)")
+    if not derivatives:
+        return  # not differentiable at all
+    unknown = set(derivatives) - set(inputs)
+    if unknown:
+        raise ValueError(f"op {name}: derivatives given for unknown inputs {sorted(unknown)}")
+    missing = [i for i in inputs if i not in derivatives]
+    if missing:
+        raise ValueError(
+            f"op {name}: no derivative declared for inputs {missing}; give each one, or None for "
+            "an input that takes no gradient"
+        )
+    for i, d in derivatives.items():
+        if d is None:
+            continue
+        if not isinstance(d, Derivative):
+            raise TypeError(f"op {name}: the derivative of {i!r} must be local(...) or vjp(...)")
+        if d.fn is None and d.kind in (LOCAL, VJP):
+            raise ValueError(f"op {name}: the derivative of {i!r} ({d.formula!r}) has no code")
 
 
 def _names_used(formula):
@@ -156,9 +213,10 @@ class Node:
     """
 
     # Rarely set, so class defaults rather than a store per node: this is created once per op.
+    # (pre_hooks and retained, the hooks on the output tensor and its weak reference when it
+    # called retain_grad(), are stored on every node instead: backward reads them for each one,
+    # and an instance attribute reads faster than a class default.)
     name = None  # the user's name for the output tensor
-    pre_hooks = None  # hooks registered on the output tensor
-    retained = None  # weak reference to the output tensor, when it called retain_grad()
     trace = None  # where user code created it, under detect_anomaly
     out_modified = False  # the output was changed in place after it was computed
 
@@ -174,6 +232,7 @@ def _new_node(op, nexts, saved, arrays, out_array, keep_out, params):
     node.arrays = arrays
     node.out = out_array if keep_out else None
     node.params = params
+    node.pre_hooks = node.retained = None
     node.seq = next(state.sequence)
     if not state.default_modes and modes.anomaly:
         node.trace = _user_frame()
@@ -186,7 +245,7 @@ def record(op, inputs, out_array, params):
         isinstance(x, Tensor) and x.requires_grad and d is not None
         for x, d in zip(inputs, op.derivatives)
     )
-    keep, keep_shape, keep_out = op.plan(needs)
+    keep, keep_shape, keep_out = op.plans.get(needs) or op.plan(needs)
     out_shape = out_array.shape
     nexts, saved, arrays = [], [], []
     for x, need, k, ks in zip(inputs, needs, keep, keep_shape):
@@ -213,7 +272,9 @@ def record(op, inputs, out_array, params):
 
 def record_binary(op, a, b, out_array, need_a, need_b):
     """`record` for two-input elementwise ops, unrolled: this is the hot path of small-tensor work."""
-    keep, keep_shape, keep_out = op.plan((need_a, need_b))
+    needs = (need_a, need_b)
+    # The plan is looked up here rather than through op.plan: this runs once per recorded op.
+    keep, keep_shape, keep_out = op.plans.get(needs) or op.plan(needs)
     out_shape = out_array.shape
     if need_a:
         ea = a.grad_fn or a
@@ -241,9 +302,12 @@ def record_binary(op, a, b, out_array, need_a, need_b):
     return _new_node(op, (ea, eb), (sa, sb), (aa, ab), out_array, keep_out, None)
 
 
+_ONE_INPUT = (True,)
+
+
 def record_unary(op, x, out_array, params):
     """`record` for the one-input case, without the loops."""
-    keep, keep_shape, keep_out = op.plan((True,))
+    keep, keep_shape, keep_out = op.plans.get(_ONE_INPUT) or op.plan(_ONE_INPUT)
     if keep[0]:
         saved, array = x, x.data
     elif keep_shape[0] or (op.elementwise and x.data.shape != out_array.shape):

@@ -181,7 +181,10 @@ class Tensor:
     # ---- autograd entry points (the walk itself lives in engine.autograd) -------------------
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Accumulate d self / d leaf into every leaf's `.grad` (see engine.autograd)."""
-        _autograd.backward(self, gradient, retain_graph, create_graph, inputs)
+        # Imported here, not at the top: the backward walk is built on Tensor, so it loads after.
+        from .autograd import backward
+
+        backward(self, gradient, retain_graph, create_graph, inputs)
 
     def register_hook(self, hook):
         """`hook(grad)` runs when this tensor's gradient is computed; it may return a
@@ -212,11 +215,6 @@ class Tensor:
         self._version = state.stamp_inplace()
         if self.grad_fn is not None:
             self.grad_fn.out_modified = True
-
-
-# The backward walk imports Tensor, so Tensor reaches it through this module reference, bound
-# when engine.autograd loads.
-_autograd = None
 
 
 class _HookHandle:

@@ -16,37 +16,6 @@ from fractions import Fraction
 
 import numpy as np
 
-# How each op computes its output, in its own parameter names: read to inline an unnamed
-# intermediate into the formulas that use it, and (by `symbolic`) to build the output as a SymPy
-# expression. An op missing here is written `name(inputs...)`.
-FORWARD = {
-    "add": "a + b",
-    "sub": "a - b",
-    "mul": "a * b",
-    "div": "a / b",
-    "pow": "a ** b",
-    "neg": "-x",
-    "matmul": "a @ b",
-    "linear": "x @ weight.mT + bias",
-    "exp": "exp(x)",
-    "log": "log(x)",
-    "log1p": "log1p(x)",
-    "sqrt": "sqrt(x)",
-    "abs": "abs(x)",
-    "sin": "sin(x)",
-    "cos": "cos(x)",
-    "tanh": "tanh(x)",
-    "sigmoid": "sigmoid(x)",
-    "relu": "relu(x)",
-    "softplus": "softplus(x)",
-    "gelu": "gelu(x)",
-    "erf": "erf(x)",
-    "sum": "sum(x)",
-    "mean": "mean(x)",
-    "to": "x",
-    "clone": "x",
-}
-
 _BINOPS = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -93,6 +62,31 @@ def substitute(tree, mapping):
             return node
 
     return Replace().visit(_deepcopy(tree))
+
+
+def drop_missing(tree):
+    """`tree` without the inputs that are None (an absent bias): a `+ None` term goes, and so does
+    a None argument of a call."""
+
+    class Drop(ast.NodeTransformer):
+        def visit_BinOp(self, node):
+            self.generic_visit(node)
+            if isinstance(node.op, ast.Add | ast.Sub) and _is_none(node.right):
+                return node.left
+            if isinstance(node.op, ast.Add) and _is_none(node.left):
+                return node.right
+            return node
+
+        def visit_Call(self, node):
+            self.generic_visit(node)
+            node.args = [a for a in node.args if not _is_none(a)]
+            return node
+
+    return Drop().visit(_deepcopy(tree))
+
+
+def _is_none(node):
+    return isinstance(node, ast.Constant) and node.value is None
 
 
 def _deepcopy(tree):
@@ -344,10 +338,7 @@ def latex_name(text):
 
     if not text.isidentifier():
         return r"\text{" + text.replace("_", r"\_") + "}"
-    try:
-        return sympy.latex(sympy.Symbol(text))
-    except Exception:  # sympy refuses some names; an upright name is always safe
-        return r"\mathrm{" + text.replace("_", r"\_") + "}"
+    return sympy.latex(sympy.Symbol(text))
 
 
 def to_latex(tree):

@@ -6,11 +6,13 @@ goes through matrix products or reshapes, it is shown as the sequence of matrix-
 steps (`g @ x.T`) with their shapes instead.
 """
 
+import ast
 import html
 
 import numpy as np
 
 from ..engine.broadcast import sum_to_array
+from ..engine.op import IDENTITY, LOCAL, NEGATE
 from ..engine.tensor import Tensor
 from . import expr
 from .recorded import Recorded, Vertex
@@ -70,9 +72,13 @@ class Path:
         return out
 
     def _propagate(self):
+        """The gradient this path delivers to the target; None where an edge passes none on
+        (a custom Function's backward returned None for that input)."""
         g = self.recorded._seed
         for v, i in self.raw:
             g = self.recorded.apply_edge(v, i, g)
+            if g is None:
+                return None
         return g
 
     def _visible_edges(self):
@@ -145,11 +151,7 @@ class Path:
             producer = v.inputs[i][1]
             g = rec.apply_edge(v, i, g)
             d = rec.derivative(v, i)
-            if (
-                rec.factor_edge(v, i)
-                and d.kind is not None
-                and v.node.op.name not in ("sum", "mean", "to", "clone")
-            ):
+            if d.kind in (IDENTITY, NEGATE, LOCAL):
                 local = expr.to_text(rec.formula(v, i))
                 text = (
                     f"g_{v.name}"
@@ -175,7 +177,13 @@ class Derivation:
                 "no derivative with respect to it"
             )
         raw_paths, self.count = _enumerate(recorded, target, max_paths)
-        self.paths = [Path(recorded, raw, target) for raw in raw_paths]
+        self.paths = []
+        for raw in raw_paths:
+            path = Path(recorded, raw, target)
+            if path.value is None:
+                self.count -= 1  # the graph has the edge, but no gradient flows along it
+            else:
+                self.paths.append(path)
         shape = np.shape(target.value)
         self.total = sum((p.value for p in self.paths), np.zeros(shape))
         engine = target.grad
@@ -350,8 +358,6 @@ def _factor(text):
 
 def _shapes(recorded, v, i):
     """For a matrix product in a rule, the operands' shapes: `(2, 4) @ (4, 3) -> (2, 3)`."""
-    import ast
-
     tree = expr.parse(recorded.derivative(v, i).formula)
     item = v.inputs[i][1]
     products = [
@@ -365,8 +371,10 @@ def _shapes(recorded, v, i):
     try:
         left = np.shape(expr.evaluate(tree.left, names))
         right = np.shape(expr.evaluate(tree.right, names))
-    except Exception:
-        return ""
+    except (NameError, TypeError, ValueError) as error:
+        # An operand that needs a function this numeric namespace lacks: say so in place of the
+        # shapes rather than guess them.
+        return f"shapes not worked out: {error}"
     item = v.inputs[i][1]
     return f"{left} @ {right} -> {np.shape(item.value)}"
 

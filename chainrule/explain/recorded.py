@@ -8,24 +8,19 @@ what backward computes.
 """
 
 import ast
-from fractions import Fraction
 
 import numpy as np
+from scipy import special
 
+from ..engine.autograd import deliver_gradients, graph_nodes
 from ..engine.autograd import grad as _engine_grad
-from ..engine.autograd import graph_nodes
-from ..engine.broadcast import sum_to_array
-from ..engine.op import IDENTITY, LOCAL, NEGATE, Node
+from ..engine.op import IDENTITY, LOCAL, NEGATE, Node, Shape
 from ..engine.tensor import Tensor
 from . import expr
 
 # Unnamed intermediates are written out inside the formulas that use them while they stay short;
 # a longer one gets its own (automatic) name instead.
 INLINE_LIMIT = 40
-
-# Reductions and casts whose derivative is a plain factor per element (1, or 1/n for a mean), so a
-# path through them is still a product of local derivatives followed by a sum.
-_FACTOR_VJPS = {"sum", "mean", "to", "clone"}
 
 
 class Vertex:
@@ -207,17 +202,12 @@ class Recorded:
             v.visible = not hidden
 
     def _forward_expr(self, v):
-        op = v.node.op
-        mapping = self.input_refs(v)
-        template = expr.FORWARD.get(op.name)
-        if template is not None and not (op.name == "linear" and v.inputs[2][1] is None):
-            return expr.simplify(expr.substitute(expr.parse(template), mapping))
-        args = [
-            mapping[n]
-            for n in op.inputs
-            if not isinstance(mapping[n], ast.Constant) or mapping[n].value is not None
-        ]
-        return ast.Call(func=expr.name(op.name), args=args, keywords=[])
+        """The op's forward formula in the names of this node's inputs."""
+        refs = self.input_refs(v)
+        tree = expr.substitute(expr.parse(v.node.op.formula), refs)
+        if any(isinstance(r, ast.Constant) and r.value is None for r in refs.values()):
+            tree = expr.drop_missing(tree)  # an absent input, such as a bias
+        return expr.simplify(tree)
 
     def input_refs(self, v):
         """The op's parameter names -> how each input is written (name, inlined text or number)."""
@@ -245,10 +235,11 @@ class Recorded:
                 out = (
                     node.op.forward(*args, **node.params) if node.params else node.op.forward(*args)
                 )
-            except Exception as error:
+            except (ArithmeticError, IndexError, TypeError, ValueError) as error:
                 raise GraphError(
-                    f"explain: could not recompute the value of {v.name} ({node.op.name}): {error}"
-                ) from None
+                    f"explain: could not recompute the value of {v.name} ({node.op.name}) from "
+                    f"its inputs: {type(error).__name__}: {error}"
+                ) from error
             v.value = np.asarray(out)
 
     def _check_unmodified(self, v):
@@ -304,7 +295,8 @@ class Recorded:
         return v.node.op.derivatives[i]
 
     def local_value(self, v, i):
-        """The numeric local derivative d v / d input_i, for elementwise rules (else None)."""
+        """The numeric local derivative d v / d input_i, for elementwise rules and declared
+        factors (else None)."""
         d = self.derivative(v, i)
         if d.kind is IDENTITY:
             return np.asarray(1.0)
@@ -318,47 +310,37 @@ class Recorded:
                 if np.asarray(value).dtype == bool
                 else np.asarray(value)
             )
-        op = v.node.op
-        if op.name in ("to", "clone"):
-            return np.asarray(1.0)
-        if op.name == "sum":
-            return np.asarray(1.0)
-        if op.name == "mean":
-            return np.asarray(1.0 / v.node.params["n"])
+        if d.factor is not None:
+            return np.asarray(expr.evaluate(expr.parse(d.factor), self.namespace(v)), dtype=float)
         return None
 
     def factor_edge(self, v, i):
         """Whether d v / d input_i is a plain per-element factor (a product can carry it)."""
         d = self.derivative(v, i)
-        if d.kind is not None and d.kind in (IDENTITY, NEGATE, LOCAL):
+        if d.kind in (IDENTITY, NEGATE, LOCAL):
             return True
-        op = v.node.op
-        if op.name in ("to", "clone"):
+        if d.factor is None:
+            return False
+        params = v.node.params or {}
+        if "dim" not in params:
             return True
-        if op.name in ("sum", "mean"):
-            dim, keepdim = v.node.params["dim"], v.node.params["keepdim"]
-            # A reduction of leading axes (or of all) lines up with NumPy broadcasting.
-            return dim is None or keepdim or tuple(dim) == tuple(range(len(dim)))
-        return False
+        dim, keepdim = params["dim"], params.get("keepdim", False)
+        # A reduction of leading axes (or of all, or keeping them) lines up with broadcasting.
+        return dim is None or keepdim or tuple(dim) == tuple(range(len(dim)))
 
     def apply_edge(self, v, i, g):
-        """What flows back to input i when `g` arrives at v: the engine's rule, on arrays."""
-        d = self.derivative(v, i)
-        args, params, out = self.args(v), v.node.params, v.value
-        if d.kind is LOCAL:
-            gi = g * (d.fn(*args, out, **params) if params else d.fn(*args, out))
-        elif d.kind is IDENTITY:
-            gi = g
-        elif d.kind is NEGATE:
-            gi = -g
-        else:
-            gi = d.fn(g, *args, out, **params) if params else d.fn(g, *args, out)
-        gi = np.asarray(gi)
-        if v.node.op.elementwise:
-            shape = np.shape(args[i])
-            if gi.shape != shape:
-                gi = sum_to_array(gi, shape)
-        return gi
+        """What flows back to input i when `g` arrives at v: the engine's own dispatch, on
+        arrays; None where the rule gives no gradient (a custom Function's backward said None)."""
+        args = self.args(v)
+        parents = [None] * len(args)
+        shapes = [None] * len(args)
+        if self.derivative(v, i) is not None:
+            parents[i] = i
+            shapes[i] = Shape(np.shape(args[i]))
+        received = {}
+        deliver_gradients(v.node, g, args, v.value, parents, shapes, received, [], False, None)
+        gi = received.get(i)
+        return None if gi is None else np.asarray(gi)
 
     def formula(self, v, i, g_name="g"):
         """Input i's derivative formula, in the user's names, tidied: shapes written as tuples,
@@ -374,12 +356,11 @@ class Recorded:
 
     def factor_formula(self, v, i):
         """The per-element factor of a factor edge (1 for a sum, 1/n for a mean)."""
-        name = v.node.op.name
-        if self.derivative(v, i).kind in (IDENTITY, NEGATE, LOCAL):
+        d = self.derivative(v, i)
+        if d.kind in (IDENTITY, NEGATE, LOCAL):
             return self.formula(v, i)
-        if name == "mean":
-            return expr.const(Fraction(1, int(v.node.params["n"])))
-        return expr.const(1)
+        mapping = {key: _constant_tree(value) for key, value in (v.node.params or {}).items()}
+        return expr.simplify(expr.substitute(expr.parse(d.factor), mapping))
 
     def namespace(self, v):
         """The op's names bound to this node's numbers (to evaluate parts of its formulas)."""
@@ -408,9 +389,11 @@ class Recorded:
                 self.generic_visit(node)
                 func = node.func.id if isinstance(node.func, ast.Name) else None
                 if func == "where" and len(node.args) == 3:
+                    # Resolving is for reading only: a condition this numeric namespace cannot
+                    # evaluate (a function it lacks) leaves the where as written, which is true.
                     try:
                         cond = np.asarray(expr.evaluate(node.args[0], _numeric_names(env())))
-                    except Exception:
+                    except _UNEVALUATED:
                         return node
                     if cond.size and cond.all():
                         return node.args[1]
@@ -423,7 +406,7 @@ class Recorded:
                         target = expr.evaluate(node.args[1], _numeric_names(env(), g=True))
                         if np.shape(inner) == tuple(target):
                             return node.args[0]
-                    except Exception:
+                    except _UNEVALUATED:
                         return node
                 if func == "unreduce" and len(node.args) == 4:
                     return ast.Call(func=expr.name("expand"), args=node.args[:2], keywords=[])
@@ -454,6 +437,11 @@ class Recorded:
         where = ", ".join(str(a) for a in axes)
         name = item.short() if isinstance(item, Vertex) else "the constant"
         return f"summed over {label} {where}: {name} was broadcast from {shape} to {full}"
+
+
+# What evaluating part of a formula on this node's numbers may raise when the formula needs
+# something the numeric namespace does not have; anything else is a bug and propagates.
+_UNEVALUATED = (NameError, TypeError, ValueError)
 
 
 def _fresh(base, taken):
@@ -492,8 +480,6 @@ def _constant_tree(value):
 
 
 def _numeric_names(names, g=False):
-    from scipy import special
-
     out = dict(names)
     if g:
         out["g"] = np.zeros_like(names["out"])

@@ -8,14 +8,17 @@ relu, softplus's linear tail) are decided at the recorded values, as the engine 
 """
 
 import functools
+import html
 
 import numpy as np
 
+from ..engine.autograd import deliver_gradients
 from ..engine.broadcast import sum_to_array
-from ..engine.op import IDENTITY, LOCAL, NEGATE
+from ..engine.op import Shape
 from ..engine.tensor import Tensor
-from ..ops import dual
+from ..ops import array_or_tensor
 from . import expr
+from .paths import format_array
 from .recorded import Recorded, Vertex
 
 # Tensors with more elements than this become numbers, not symbols (expressions would explode).
@@ -139,14 +142,10 @@ class Symbolic:
         return "$$" + self.to_latex() + "$$"
 
     def _repr_html_(self):
-        import html
-
         return f"<pre>{html.escape(str(self))}</pre>"
 
 
 def _fmt(value):
-    from .paths import format_array
-
     return format_array(value)
 
 
@@ -239,16 +238,17 @@ def _forward(recorded, symbols, point):
     values = dict(symbols)
     for v in recorded.op_vertices():
         op = v.node.op
-        template = expr.FORWARD.get(op.name)
-        if template is None:
-            raise NotImplementedError(
-                f"symbolic: no symbolic form for the op {op.name!r} (node {v.name}); symbolic "
-                f"derivations cover {', '.join(sorted(expr.FORWARD))}"
-            )
         names = _namespace(v, values, point)
-        if op.name == "linear" and names["bias"] is None:
-            template = "x @ weight.mT"
-        values[v] = _as_object(expr.evaluate(expr.parse(template), names))
+        missing = {param: None for param in op.inputs if names[param] is None}
+        tree = expr.drop_missing(expr.substitute(expr.parse(op.formula), missing))
+        try:
+            value = expr.evaluate(tree, names)
+        except NameError as error:
+            raise NotImplementedError(
+                f"symbolic: no symbolic form for the op {op.name!r} (node {v.name}): its formula "
+                f"{op.formula!r} calls a function that has none here ({error})"
+            ) from None
+        values[v] = _as_object(value)
     return values
 
 
@@ -325,16 +325,26 @@ def _functions(params, point):
             else np.sum(x, axis=a[0], keepdims=a[1] if len(a) > 1 else False) / _count(x, a[0])
         ),
         "where": where,
-        "unreduce": dual.unreduce,
-        "expand": dual.unreduce,
+        "unreduce": array_or_tensor.unreduce,
+        "expand": array_or_tensor.unreduce,
         "sum_to": lambda x, shape: sum_to_array(_as_object(x), tuple(shape)),
         "zeros_like": lambda x: _numbers(np.zeros(np.shape(x))),
         "swapaxes": np.swapaxes,
         "permute": np.transpose,
-        "inverse_permutation": dual.inverse_permutation,
+        "inverse_permutation": array_or_tensor.inverse_permutation,
+        "gelu": lambda x, approximate="none": each(lambda z: _gelu(z, approximate))(x),
         "normal_pdf": each(lambda x: sympy.exp(-(x**2) / 2) / sympy.sqrt(2 * sympy.pi)),
         "normal_cdf": each(lambda x: (1 + sympy.erf(x / sympy.sqrt(2))) / 2),
     }
+
+
+def _gelu(z, approximate):
+    import sympy
+
+    if approximate == "none":
+        return z * (1 + sympy.erf(z / sympy.sqrt(2))) / 2
+    inner = sympy.sqrt(2 / sympy.pi) * (z + sympy.Float("0.044715") * z**3)
+    return z / 2 * (1 + sympy.tanh(inner))
 
 
 def _count(x, dim):
@@ -344,7 +354,8 @@ def _count(x, dim):
 
 
 def _chain_rule(recorded, forward, point):
-    """Backward over the graph with each op's declared formulas, on SymPy arrays."""
+    """Backward over the graph with each op's declared formulas, on SymPy arrays, through the
+    engine's own dispatch (`deliver_gradients`)."""
     import sympy
 
     seed = np.empty(np.shape(recorded._seed), dtype=object)
@@ -355,25 +366,21 @@ def _chain_rule(recorded, forward, point):
         g = grads.pop(v, None)
         if g is None:
             continue
-        op = v.node.op
-        for (_i, item), d in zip(v.inputs, op.derivatives, strict=True):
-            if not isinstance(item, Vertex) or not item.differentiable or d is None:
-                continue
-            if d.kind is IDENTITY:
-                gi = g
-            elif d.kind is NEGATE:
-                gi = -g
-            elif d.kind is LOCAL:
-                local = expr.evaluate(expr.parse(d.formula), _namespace(v, forward, point))
-                gi = g * _as_object(local)
-            else:
-                gi = expr.evaluate(expr.parse(d.formula), _namespace(v, forward, point, g=g))
-            gi = _as_object(gi)
-            shape = np.shape(forward[item])
-            if gi.shape != shape:
-                gi = sum_to_array(gi, shape)
-            grads[item] = gi if item not in grads else grads[item] + gi
-    return grads
+        g = _as_object(g)  # a product of 0-d object arrays is a bare SymPy expression
+
+        def evaluate(d, g, v=v):
+            names = _namespace(v, forward, point, g=g)
+            return _as_object(expr.evaluate(expr.parse(d.formula), names))
+
+        parents, shapes = [], []
+        out_shape = np.shape(forward[v])
+        for (_i, item), d in zip(v.inputs, v.node.op.derivatives, strict=True):
+            wanted = isinstance(item, Vertex) and item.differentiable and d is not None
+            parents.append(item if wanted else None)
+            shape = np.shape(forward[item]) if wanted else None
+            shapes.append(Shape(shape) if wanted and shape != out_shape else None)
+        deliver_gradients(v.node, g, None, None, parents, shapes, grads, [], False, evaluate)
+    return {key: _as_object(value) for key, value in grads.items()}
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,8 +1,6 @@
 """Every operation, declared once. Importing this package attaches the operators to Tensor."""
 
-import sys
-
-from . import dual, methods
+from . import methods
 from .creation import (
     Generator,
     arange,
@@ -229,4 +227,3 @@ __all__ = [
 ]
 
 methods.install()
-dual.ops = sys.modules[__name__]

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from ..engine import dtypes
-from ..engine.op import apply, apply_unary, record_binary, record_unary, shape_error
+from ..engine.op import Op, apply, apply_unary, record_binary, record_unary, shape_error, vjp
 from ..engine.state import modes, state
 from ..engine.tensor import Tensor
 
@@ -47,10 +47,39 @@ def promote_pair(a, b):
     return a, b
 
 
-def cast(x, dtype):
-    from .shape import to
+# ---- the cast that dtype promotion needs -------------------------------------------------------
 
-    return to(x, dtype)
+
+def _to(x, dtype, source):
+    return x.astype(dtype)
+
+
+TO = Op(
+    "to",
+    _to,
+    params=("dtype", "source"),
+    derivatives={
+        "x": vjp("g.to(source)", lambda g, x, out, dtype, source: _cast(g, source), factor="1"),
+    },
+    formula="x",
+)
+
+
+def _cast(g, dtype):
+    return to(g, dtype) if isinstance(g, Tensor) else g.astype(dtype)
+
+
+def to(x, dtype):
+    """A copy in `dtype` (the same tensor when it already has it), differentiable between floats."""
+    dtype = dtypes.as_dtype(dtype)
+    if x.data.dtype == dtype:
+        return x
+    if x.requires_grad and dtype.kind != "f":
+        return Tensor._wrap(x.data.astype(dtype))
+    return call(TO, (x,), dtype=dtype, source=x.dtype)
+
+
+cast = to
 
 
 def binary(op):
@@ -140,4 +169,4 @@ def call(op, inputs, **params):
     return apply(op, tuple(x if isinstance(x, Tensor) else as_tensor(x) for x in inputs), params)
 
 
-__all__ = ["apply", "as_tensor", "binary", "call", "cast", "float_unary", "unary"]
+__all__ = ["TO", "apply", "as_tensor", "binary", "call", "cast", "float_unary", "to", "unary"]

@@ -12,6 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..engine.op import Op, vjp
 from ..engine.tensor import Tensor
 from .build import call
+from .indexing import INDEX_ADD
 
 # ---- im2col -------------------------------------------------------------------------------------
 
@@ -86,7 +87,7 @@ def _grad_input(g, weight, input_shape, stride, padding, dilation, groups):
 # ---- the three ops, each one's gradients written in the others --------------------------------
 
 
-def _dual(op, array_fn):
+def _array_or_tensor(op, array_fn):
     """Call `op` on Tensors (recorded, for higher-order gradients) and `array_fn` on arrays."""
 
     def fn(a, b, **params):
@@ -101,6 +102,7 @@ def _conv2d_nobias(x, weight, stride, padding, dilation, groups):
     return _conv2d(x, weight, None, stride, padding, dilation, groups)
 
 
+# 2-D cross-correlation, as torch.nn.functional.conv2d.
 CONV2D = Op(
     "conv2d",
     _conv2d,
@@ -117,7 +119,7 @@ CONV2D = Op(
         "bias": vjp("sum(g, (0, 2, 3))", lambda g, x, weight, bias, out, **p: g.sum((0, 2, 3))),
     },
     params=("stride", "padding", "dilation", "groups"),
-    doc="2-D cross-correlation, as torch.nn.functional.conv2d",
+    formula="conv2d(x, weight, bias)",
 )
 
 # Without a bias, a two-input op of its own: no placeholder input, and the same two rules.
@@ -136,6 +138,8 @@ CONV2D_NOBIAS = Op(
         ),
     },
     params=("stride", "padding", "dilation", "groups"),
+    formula="conv2d(x, weight)",
+    variant="no bias",
 )
 
 CONV2D_GRAD_INPUT = Op(
@@ -155,6 +159,7 @@ CONV2D_GRAD_INPUT = Op(
         ),
     },
     params=("input_shape", "stride", "padding", "dilation", "groups"),
+    formula="conv2d_grad_input(g, weight)",
 )
 
 CONV2D_GRAD_WEIGHT = Op(
@@ -169,11 +174,12 @@ CONV2D_GRAD_WEIGHT = Op(
         ),
     },
     params=("weight_shape", "stride", "padding", "dilation", "groups"),
+    formula="conv2d_grad_weight(g, x)",
 )
 
-conv2d_plain = _dual(CONV2D_NOBIAS, _conv2d_nobias)
-grad_input = _dual(CONV2D_GRAD_INPUT, _grad_input)
-grad_weight = _dual(CONV2D_GRAD_WEIGHT, _grad_weight)
+conv2d_plain = _array_or_tensor(CONV2D_NOBIAS, _conv2d_nobias)
+grad_input = _array_or_tensor(CONV2D_GRAD_INPUT, _grad_input)
+grad_weight = _array_or_tensor(CONV2D_GRAD_WEIGHT, _grad_weight)
 
 
 def conv2d(x, weight, bias, stride, padding, dilation, groups):
@@ -236,8 +242,6 @@ def _max_pool2d_grad(g, x, out, kernel, stride, padding, dilation, extra=(0, 0))
     ph, pw = padding
     if isinstance(g, Tensor):
         # Recorded (create_graph): scatter-add by flat index, an op with its own derivative.
-        from .indexing import INDEX_ADD
-
         flat = np.zeros(maximum.shape, dtype=np.int64)
         hp, wp = xp.shape[2], xp.shape[3]
         base = (np.arange(n * c) * (hp * wp)).reshape(n, c, 1, 1)
@@ -258,6 +262,7 @@ def _max_pool2d_grad(g, x, out, kernel, stride, padding, dilation, extra=(0, 0))
     return dxp[:, :, ph : ph + h, pw : pw + w]
 
 
+# 2-D max pooling, as torch.nn.functional.max_pool2d.
 MAX_POOL2D = Op(
     "max_pool2d",
     _max_pool2d,
@@ -266,7 +271,7 @@ MAX_POOL2D = Op(
         "x": vjp("scatter(g, first_argmax(x, out))", _max_pool2d_grad),
     },
     params=("kernel", "stride", "padding", "dilation", "extra"),
-    doc="2-D max pooling, as torch.nn.functional.max_pool2d",
+    formula="max_pool2d(x)",
 )
 
 

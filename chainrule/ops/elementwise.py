@@ -1,5 +1,5 @@
 """Elementwise operations. Each declaration: forward, then each input's local derivative as formula
-text and as array code (written with `dual`, so it is differentiable itself)."""
+text and as array code (written with `array_or_tensor`, so it is differentiable itself)."""
 
 import numpy as np
 from scipy import special
@@ -7,13 +7,18 @@ from scipy import special
 from ..engine import dtypes
 from ..engine.op import Op, local, vjp
 from ..engine.tensor import Tensor
-from . import dual as d
+from . import array_or_tensor as xp
 from .build import as_tensor, binary, call, cast, float_unary, promote_pair, unary
 
 # ---- arithmetic ---------------------------------------------------------------------------------
 
 ADD = Op(
-    "add", np.add, ("a", "b"), {"a": local("1", None), "b": local("1", None)}, elementwise=True
+    "add",
+    np.add,
+    ("a", "b"),
+    {"a": local("1", None), "b": local("1", None)},
+    elementwise=True,
+    formula="a + b",
 )
 SUB = Op(
     "sub",
@@ -21,6 +26,7 @@ SUB = Op(
     ("a", "b"),
     {"a": local("1", None), "b": local("-1", None)},
     elementwise=True,
+    formula="a - b",
 )
 MUL = Op(
     "mul",
@@ -31,6 +37,7 @@ MUL = Op(
         "b": local("a", lambda a, b, out: a),
     },
     elementwise=True,
+    formula="a * b",
 )
 DIV = Op(
     "div",
@@ -41,25 +48,26 @@ DIV = Op(
         "b": local("-a / b**2", lambda a, b, out: -a / (b * b)),
     },
     elementwise=True,
+    formula="a / b",
 )
 
 
 def _pow_local_a(a, b, out):
     if isinstance(b, int | float) or (type(b) is np.ndarray and b.ndim == 0):
         # A number as the exponent (x**2, x**2.5): no masking needed unless it is 0.
-        return b * a ** (b - 1) if b != 0 else d.zeros_like(a) if hasattr(a, "shape") else 0.0
+        return b * a ** (b - 1) if b != 0 else xp.zeros_like(a) if hasattr(a, "shape") else 0.0
     # Masking the base too keeps 0**-1 out of the branch not taken (its own gradient would be
     # NaN under create_graph).
-    return b * d.where(b == 0, 1.0, a) ** (b - 1)
+    return b * xp.where(b == 0, 1.0, a) ** (b - 1)
 
 
 def _pow_local_b(a, b, out):
     if isinstance(a, int | float):  # a number as the base: 2.0 ** x
         if a != 0:
             return out * float(np.log(a))
-        return d.where(b >= 0, 0.0, out * -np.inf)
+        return xp.where(b >= 0, 0.0, out * -np.inf)
     masked = (a == 0) & (b >= 0)
-    return d.where(masked, 0.0, out * d.log(d.where(masked, 1.0, a)))
+    return xp.where(masked, 0.0, out * xp.log(xp.where(masked, 1.0, a)))
 
 
 POW = Op(
@@ -73,8 +81,9 @@ POW = Op(
         "b": local("where((a == 0) & (b >= 0), 0, out * log(a))", _pow_local_b),
     },
     elementwise=True,
+    formula="a ** b",
 )
-NEG = Op("neg", np.negative, ("x",), {"x": local("-1", None)}, elementwise=True)
+NEG = Op("neg", np.negative, ("x",), {"x": local("-1", None)}, elementwise=True, formula="-x")
 MAXIMUM = Op(
     "maximum",
     np.maximum,
@@ -84,6 +93,7 @@ MAXIMUM = Op(
         "b": local("(b > a) + 0.5 * (a == b)", lambda a, b, out: (b > a) + 0.5 * (a == b)),
     },
     elementwise=True,
+    formula="maximum(a, b)",
 )
 MINIMUM = Op(
     "minimum",
@@ -94,6 +104,7 @@ MINIMUM = Op(
         "b": local("(b < a) + 0.5 * (a == b)", lambda a, b, out: (b < a) + 0.5 * (a == b)),
     },
     elementwise=True,
+    formula="minimum(a, b)",
 )
 
 add = binary(ADD)
@@ -109,13 +120,11 @@ _div = binary(DIV)
 
 def div(a, b):
     """True division; integer tensors divide in the default float dtype, as in PyTorch."""
-    from .shape import to
-
     default = dtypes.get_default_dtype()
     if isinstance(a, Tensor) and a.data.dtype.kind != "f":
-        a = to(a, default)
+        a = cast(a, default)
     if isinstance(b, Tensor) and b.data.dtype.kind != "f":
-        b = to(b, default)
+        b = cast(b, default)
     return _div(a, b)
 
 
@@ -125,61 +134,92 @@ multiply = mul
 
 # ---- functions of one variable ------------------------------------------------------------------
 
-EXP = Op("exp", np.exp, derivatives={"x": local("out", lambda x, out: out)}, elementwise=True)
-LOG = Op("log", np.log, derivatives={"x": local("1 / x", lambda x, out: 1 / x)}, elementwise=True)
+EXP = Op(
+    "exp",
+    np.exp,
+    derivatives={"x": local("out", lambda x, out: out)},
+    elementwise=True,
+    formula="exp(x)",
+)
+LOG = Op(
+    "log",
+    np.log,
+    derivatives={"x": local("1 / x", lambda x, out: 1 / x)},
+    elementwise=True,
+    formula="log(x)",
+)
 LOG1P = Op(
     "log1p",
     np.log1p,
     derivatives={"x": local("1 / (1 + x)", lambda x, out: 1 / (1 + x))},
     elementwise=True,
+    formula="log1p(x)",
 )
 SQRT = Op(
     "sqrt",
     np.sqrt,
     derivatives={"x": local("0.5 / out", lambda x, out: 0.5 / out)},
     elementwise=True,
+    formula="sqrt(x)",
 )
 ABS = Op(
-    "abs", np.abs, derivatives={"x": local("sign(x)", lambda x, out: d.sign(x))}, elementwise=True
+    "abs",
+    np.abs,
+    derivatives={"x": local("sign(x)", lambda x, out: xp.sign(x))},
+    elementwise=True,
+    formula="abs(x)",
 )
 SIN = Op(
-    "sin", np.sin, derivatives={"x": local("cos(x)", lambda x, out: d.cos(x))}, elementwise=True
+    "sin",
+    np.sin,
+    derivatives={"x": local("cos(x)", lambda x, out: xp.cos(x))},
+    elementwise=True,
+    formula="sin(x)",
 )
 COS = Op(
-    "cos", np.cos, derivatives={"x": local("-sin(x)", lambda x, out: -d.sin(x))}, elementwise=True
+    "cos",
+    np.cos,
+    derivatives={"x": local("-sin(x)", lambda x, out: -xp.sin(x))},
+    elementwise=True,
+    formula="cos(x)",
 )
 TANH = Op(
     "tanh",
     np.tanh,
     derivatives={"x": local("1 - out**2", lambda x, out: 1 - out * out)},
     elementwise=True,
+    formula="tanh(x)",
 )
 SIGMOID = Op(
     "sigmoid",
     special.expit,
     derivatives={"x": local("out * (1 - out)", lambda x, out: out * (1 - out))},
     elementwise=True,
+    formula="sigmoid(x)",
 )
 RELU = Op(
     "relu",
     lambda x: np.maximum(x, 0, dtype=x.dtype),
     derivatives={"x": local("out > 0", lambda x, out: out > 0)},
     elementwise=True,
+    formula="relu(x)",
 )
 _TWO_OVER_SQRT_PI = float(2 / np.sqrt(np.pi))  # a Python float keeps float32 float32
 ERF = Op(
     "erf",
     special.erf,
     derivatives={
-        "x": local("2 / sqrt(pi) * exp(-x**2)", lambda x, out: _TWO_OVER_SQRT_PI * d.exp(-x * x)),
+        "x": local("2 / sqrt(pi) * exp(-x**2)", lambda x, out: _TWO_OVER_SQRT_PI * xp.exp(-x * x)),
     },
     elementwise=True,
+    formula="erf(x)",
 )
 SIGN = Op(
     "sign",
     np.sign,
-    derivatives={"x": vjp("zeros_like(g)", lambda g, x, out: d.zeros_like(g))},
+    derivatives={"x": vjp("zeros_like(g)", lambda g, x, out: xp.zeros_like(g))},
     elementwise=True,
+    formula="sign(x)",
 )
 
 exp = float_unary(EXP)
@@ -209,7 +249,7 @@ def _softplus(x, beta, threshold):
 def _softplus_local(x, out, beta, threshold):
     bx = x if beta == 1 else x * beta
     if isinstance(x, Tensor):
-        return d.where(bx > threshold, 1.0, d.sigmoid(bx))
+        return xp.where(bx > threshold, 1.0, xp.sigmoid(bx))
     slope = np.asarray(special.expit(bx))
     np.copyto(slope, 1.0, where=bx > threshold)
     return slope
@@ -223,6 +263,7 @@ SOFTPLUS = Op(
         "x": local("where(beta * x > threshold, 1, sigmoid(beta * x))", _softplus_local),
     },
     elementwise=True,
+    formula="softplus(x)",
 )
 
 
@@ -245,7 +286,7 @@ def _gelu_tanh(x):
 
 
 def _gelu_tanh_local(x, out):
-    t = d.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+    t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
     return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
 
 
@@ -256,10 +297,11 @@ GELU = Op(
     derivatives={
         "x": local(
             "normal_cdf(x) + x * normal_pdf(x)",
-            lambda x, out: d.normal_cdf(x) + x * d.normal_pdf(x),
+            lambda x, out: xp.normal_cdf(x) + x * xp.normal_pdf(x),
         ),
     },
     elementwise=True,
+    formula="gelu(x)",
 )
 GELU_TANH = Op(
     "gelu",
@@ -273,6 +315,8 @@ GELU_TANH = Op(
         ),
     },
     elementwise=True,
+    formula="gelu(x, 'tanh')",
+    variant="tanh",
 )
 
 
@@ -290,6 +334,7 @@ CLAMP = Op(
         "x": local("(x >= min) * (x <= max)", lambda x, out, min, max: (x >= min) * (x <= max)),
     },
     elementwise=True,
+    formula="clamp(x)",
 )
 
 
@@ -327,10 +372,12 @@ WHERE = Op(
     _where,
     ("cond", "a", "b"),
     {
-        "a": vjp("where(cond, g, 0)", lambda g, cond, a, b, out: d.where(cond, g, 0.0)),
-        "b": vjp("where(cond, 0, g)", lambda g, cond, a, b, out: d.where(cond, 0.0, g)),
+        "cond": None,
+        "a": vjp("where(cond, g, 0)", lambda g, cond, a, b, out: xp.where(cond, g, 0.0)),
+        "b": vjp("where(cond, 0, g)", lambda g, cond, a, b, out: xp.where(cond, 0.0, g)),
     },
     elementwise=True,
+    formula="where(cond, a, b)",
 )
 
 
@@ -373,14 +420,14 @@ def _with_number(tensor, value):
 
 # ---- comparisons (no gradient, bool result) -----------------------------------------------------
 
-eq = binary(Op("eq", np.equal, ("a", "b")))
-ne = binary(Op("ne", np.not_equal, ("a", "b")))
-lt = binary(Op("lt", np.less, ("a", "b")))
-le = binary(Op("le", np.less_equal, ("a", "b")))
-gt = binary(Op("gt", np.greater, ("a", "b")))
-ge = binary(Op("ge", np.greater_equal, ("a", "b")))
-logical_and = binary(Op("logical_and", np.logical_and, ("a", "b")))
-logical_or = binary(Op("logical_or", np.logical_or, ("a", "b")))
-logical_not = unary(Op("logical_not", np.logical_not))
-isnan = unary(Op("isnan", np.isnan))
-isfinite = unary(Op("isfinite", np.isfinite))
+eq = binary(Op("eq", np.equal, ("a", "b"), formula="a == b"))
+ne = binary(Op("ne", np.not_equal, ("a", "b"), formula="a != b"))
+lt = binary(Op("lt", np.less, ("a", "b"), formula="a < b"))
+le = binary(Op("le", np.less_equal, ("a", "b"), formula="a <= b"))
+gt = binary(Op("gt", np.greater, ("a", "b"), formula="a > b"))
+ge = binary(Op("ge", np.greater_equal, ("a", "b"), formula="a >= b"))
+logical_and = binary(Op("logical_and", np.logical_and, ("a", "b"), formula="logical_and(a, b)"))
+logical_or = binary(Op("logical_or", np.logical_or, ("a", "b"), formula="logical_or(a, b)"))
+logical_not = unary(Op("logical_not", np.logical_not, formula="logical_not(x)"))
+isnan = unary(Op("isnan", np.isnan, formula="isnan(x)"))
+isfinite = unary(Op("isfinite", np.isfinite, formula="isfinite(x)"))

@@ -3,6 +3,7 @@ scatter-adds into zeros, so an index that repeats collects every contribution.""
 
 import numpy as np
 
+from ..engine.broadcast import sum_to
 from ..engine.op import Op, vjp
 from ..engine.state import modes, state
 from ..engine.tensor import Tensor
@@ -54,6 +55,7 @@ GETITEM = Op(
             lambda g, x, out, index: _scatter_into(g, x.shape, index),
         ),
     },
+    formula="getitem(x)",
 )
 INDEX_ADD = Op(
     "index_add",
@@ -63,6 +65,7 @@ INDEX_ADD = Op(
     derivatives={
         "g": vjp("h[index]", lambda h, g, out, shape, index: h[index]),
     },
+    formula="index_add(g)",
 )
 
 
@@ -83,8 +86,6 @@ def _put(x, value, index):
 def _value_grad(g, x, value, out, index):
     taken = g[index]
     shape = value.shape if hasattr(value, "shape") else ()
-    from ..engine.broadcast import sum_to
-
     return sum_to(taken, shape)
 
 
@@ -110,6 +111,7 @@ INDEX_PUT = Op(
         "x": vjp("zero_at(g, index)", lambda g, x, value, out, index: _masked_out(g, index)),
         "value": vjp("sum_to(g[index], value.shape)", _value_grad),
     },
+    formula="index_put(x, value)",
 )
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from ..engine.state import modes, state
 from ..engine.tensor import Tensor
 from . import elementwise as ew
+from .shape import broadcast_to, to
 
 
 def _recording(x, other=None):
@@ -103,8 +104,6 @@ def copy_(x, src):
     if np.broadcast_shapes(src_data.shape, x.shape) != x.shape:
         raise ValueError(f"copy_: cannot copy shape {src_data.shape} into shape {tuple(x.shape)}")
     if _recording(x, src):
-        from .shape import broadcast_to, to
-
         copied = np.broadcast_to(src_data, x.shape)
         return _rebind(
             "copy_",

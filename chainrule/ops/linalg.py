@@ -8,6 +8,7 @@ from ..engine.broadcast import sum_to
 from ..engine.op import Op, vjp
 from ..engine.tensor import Tensor
 from .build import as_tensor, call, promote_pair
+from .shape import broadcast_to, reshape, result_dtype, to
 
 # The op itself sees only operands of 2 or more dims: `matmul` turns a vector into a one-row or
 # one-column matrix and drops that dim from the result, as PyTorch defines it, so that these
@@ -32,6 +33,7 @@ MATMUL = Op(
         "a": vjp("sum_to(g @ b.mT, a.shape)", _matmul_grad_a),
         "b": vjp("sum_to(a.mT @ g, b.shape)", _matmul_grad_b),
     },
+    formula="a @ b",
 )
 
 
@@ -52,8 +54,6 @@ def matmul(input, other):  # noqa: A002 - PyTorch's argument names
         a, b = promote_pair(a, b)
     if a.ndim > 1 and b.ndim > 1:
         return call(MATMUL, (a, b))
-    from .shape import reshape
-
     out = call(
         MATMUL,
         (reshape(a, (1, k_a)) if a.ndim == 1 else a, reshape(b, (k_b, 1)) if b.ndim == 1 else b),
@@ -115,8 +115,6 @@ def _einsum_rule(i):
             # Size-1 dims of operand i that broadcast against the others: sum them back, then
             # stretch the letters only operand i has.
             grad = sum_to(grad, tuple(1 if n == 1 else m for n, m in zip(unique_shape, grad.shape)))
-            from .shape import broadcast_to
-
             grad = (
                 broadcast_to(grad, unique_shape)
                 if isinstance(grad, Tensor)
@@ -158,6 +156,7 @@ def _einsum_op(n):
             names,
             {name: _einsum_rule(i) for i, name in enumerate(names)},
             params=("subscripts", "output"),
+            formula=f"einsum({', '.join(names)})",
             keep=names,  # every operand is needed by the others' rules
         )
     return _einsum_ops[n]
@@ -205,8 +204,6 @@ def einsum(equation, *operands):
         operands = operands[0]
     operands = [as_tensor(x) for x in operands]
     subscripts, output = _parse_einsum(equation, operands)
-    from .shape import result_dtype, to
-
     dtype = result_dtype(operands)
     operands = [to(x, dtype) for x in operands]
     return call(_einsum_op(len(operands)), operands, subscripts=tuple(subscripts), output=output)

@@ -5,8 +5,8 @@ import numpy as np
 
 from ..engine.dims import normalize_dim
 from ..engine.op import Op, apply, vjp
-from . import dual as d
-from .build import as_tensor, call, promote_pair
+from . import array_or_tensor as xp
+from .build import as_tensor, call, promote_pair, to
 
 
 def _linear(x, weight, bias):
@@ -33,6 +33,7 @@ LINEAR = Op(
         "weight": vjp("sum_to(g.mT @ x, weight.shape)", _linear_grad_weight),
         "bias": vjp("sum_to(g, bias.shape)", _linear_grad_bias),
     },
+    formula="x @ weight.mT + bias",
 )
 
 
@@ -53,8 +54,6 @@ def linear(input, weight, bias=None):  # noqa: A002 - PyTorch's argument names
                 f"linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)"
             )
         if bias.dtype != weight.dtype:
-            from .shape import to
-
             bias = to(bias, weight.dtype)
     # apply, not call: a missing bias stays None rather than becoming a tensor. A vector input
     # is a batch of one, so that the op (and its formulas) only ever see matrices and batches.
@@ -76,9 +75,10 @@ SOFTMAX = Op(
     derivatives={
         "x": vjp(
             "out * (g - sum(g * out, dim, True))",
-            lambda g, x, out, dim: out * (g - d.sum(g * out, dim, True)),
+            lambda g, x, out, dim: out * (g - xp.sum(g * out, dim, True)),
         ),
     },
+    formula="softmax(x)",
 )
 
 
@@ -95,9 +95,10 @@ LOG_SOFTMAX = Op(
     derivatives={
         "x": vjp(
             "g - exp(out) * sum(g, dim, True)",
-            lambda g, x, out, dim: g - d.exp(out) * d.sum(g, dim, True),
+            lambda g, x, out, dim: g - xp.exp(out) * xp.sum(g, dim, True),
         ),
     },
+    formula="log_softmax(x)",
 )
 
 
@@ -126,13 +127,14 @@ def _cross_entropy(x, index, scale):
 
 def _cross_entropy_grad(g, x, out, index, scale):
     if not isinstance(g, np.ndarray):  # create_graph: the same formula in differentiable ops
-        return (d.softmax(x, 1) - d.onehot(index, x.shape[1], x.dtype)) * (g * scale)
-    p = d.softmax(x, 1)
+        return (xp.softmax(x, 1) - xp.onehot(index, x.shape[1], x.dtype)) * (g * scale)
+    p = xp.softmax(x, 1)
     p[np.arange(len(index)), index] -= 1
     p *= g * scale
     return p
 
 
+# Mean (or sum) over rows of -log softmax(x)[index], fused: one pass each way.
 CROSS_ENTROPY = Op(
     "cross_entropy",
     _cross_entropy,
@@ -140,7 +142,7 @@ CROSS_ENTROPY = Op(
     derivatives={
         "x": vjp("(softmax(x, 1) - onehot(index, x.shape[1])) * g * scale", _cross_entropy_grad),
     },
-    doc="mean (or sum) over rows of -log softmax(x)[index], fused: one pass each way",
+    formula="cross_entropy(x)",
 )
 
 

@@ -9,8 +9,11 @@ from ..engine import dtypes
 from ..engine.dims import normalize_dim, normalize_dims
 from ..engine.op import Op, vjp
 from ..engine.tensor import Tensor
-from . import dual as d
-from .build import as_tensor, call
+from . import array_or_tensor as xp
+from .build import as_tensor, call, to
+from .elementwise import abs as abs_
+from .elementwise import maximum, minimum
+from .shape import permute, reshape, squeeze, unsqueeze
 
 
 def _dims(x, dim):
@@ -39,17 +42,17 @@ SUM = Op(
     derivatives={
         "x": vjp(
             "unreduce(g, x.shape, dim, keepdim)",
-            lambda g, x, out, dim, keepdim: d.unreduce(g, x.shape, dim, keepdim),
+            lambda g, x, out, dim, keepdim: xp.unreduce(g, x.shape, dim, keepdim),
+            factor="1",
         ),
     },
+    formula="sum(x)",
 )
 
 
 def sum(x, dim=None, keepdim=False, dtype=None):  # noqa: A001 - PyTorch's name
     x = as_tensor(x)
     if dtype is not None:
-        from .shape import to
-
         x = to(x, dtype)
     elif x.dtype.kind in "bi" and x.dtype != dtypes.int64:
         x = Tensor._wrap(x.data.astype(dtypes.int64))
@@ -67,9 +70,11 @@ MEAN = Op(
     derivatives={
         "x": vjp(
             "unreduce(g, x.shape, dim, keepdim) / n",
-            lambda g, x, out, dim, keepdim, n: d.unreduce(g / n, x.shape, dim, keepdim),
+            lambda g, x, out, dim, keepdim, n: xp.unreduce(g / n, x.shape, dim, keepdim),
+            factor="1 / n",
         ),
     },
+    formula="mean(x)",
 )
 
 
@@ -94,7 +99,7 @@ def _var(x, dim, keepdim, n, correction):
 def _var_rule(g, x, out, dim, keepdim, n, correction):
     # NumPy's float division: n - correction = 0 gives inf (and NaN gradients), as in PyTorch.
     scale = np.float64(2.0) / np.float64(builtins.max(n - correction, 0))
-    return (x - d.mean(x, dim, True)) * d.unreduce(g * float(scale), x.shape, dim, keepdim)
+    return (x - xp.mean(x, dim, True)) * xp.unreduce(g * float(scale), x.shape, dim, keepdim)
 
 
 VAR = Op(
@@ -107,6 +112,7 @@ VAR = Op(
             _var_rule,
         ),
     },
+    formula="var(x)",
 )
 
 
@@ -132,8 +138,8 @@ def _std(x, dim, keepdim, n, correction):
 def _std_rule(g, x, out, dim, keepdim, n, correction):
     # Where the deviation is 0 the gradient is 0 (PyTorch's convention), not 0/0.
     scale = float(np.float64(1.0) / np.float64(builtins.max(n - correction, 0)))
-    safe = d.where(out == 0, 0.0, g / d.where(out == 0, 1.0, out))
-    return (x - d.mean(x, dim, True)) * d.unreduce(safe * scale, x.shape, dim, keepdim)
+    safe = xp.where(out == 0, 0.0, g / xp.where(out == 0, 1.0, out))
+    return (x - xp.mean(x, dim, True)) * xp.unreduce(safe * scale, x.shape, dim, keepdim)
 
 
 STD = Op(
@@ -146,6 +152,7 @@ STD = Op(
             _std_rule,
         ),
     },
+    formula="std(x)",
 )
 
 
@@ -154,7 +161,7 @@ def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
 
 
 def _ties_rule(g, x, out, dim, keepdim):
-    return d.unreduce(g, x.shape, dim, keepdim) * d.ties(x, out, x.shape, dim, keepdim)
+    return xp.unreduce(g, x.shape, dim, keepdim) * xp.ties(x, out, x.shape, dim, keepdim)
 
 
 AMAX = Op(
@@ -166,6 +173,7 @@ AMAX = Op(
             "unreduce(g, x.shape, dim, keepdim) * ties(x, out, x.shape, dim, keepdim)", _ties_rule
         )
     },
+    formula="amax(x)",
 )
 AMIN = Op(
     "amin",
@@ -176,6 +184,7 @@ AMIN = Op(
             "unreduce(g, x.shape, dim, keepdim) * ties(x, out, x.shape, dim, keepdim)", _ties_rule
         )
     },
+    formula="amin(x)",
 )
 
 
@@ -225,6 +234,7 @@ GATHER = Op(
             lambda g, x, out, dim, index: _scatter_add(g, x.shape, dim, index),
         ),
     },
+    formula="gather(x)",
 )
 SCATTER_ADD = Op(
     "scatter_add",
@@ -236,6 +246,7 @@ SCATTER_ADD = Op(
             "gather(h, dim, index)", lambda h, g, out, shape, dim, index: _gather_any(h, dim, index)
         ),
     },
+    formula="scatter_add(g)",
 )
 
 
@@ -274,8 +285,6 @@ def _extreme(name, arg, whole, x, dim, keepdim):
     indices = np.expand_dims(arg(x.data, axis=dim), dim)
     values = gather(x, dim, indices)
     if not keepdim:
-        from .shape import squeeze
-
         values = squeeze(values, dim)
         indices = np.squeeze(indices, dim)
     return MaxMin(values, Tensor._wrap(indices.astype(np.int64)))
@@ -285,16 +294,12 @@ def max(x, dim=None, keepdim=False):  # noqa: A001 - PyTorch's name
     """With no `dim` the largest value (ties share the gradient); with a `dim`, (values, indices);
     with a tensor in place of `dim`, the elementwise maximum (torch.max(a, b))."""
     if isinstance(dim, Tensor | np.ndarray):
-        from .elementwise import maximum
-
         return maximum(x, dim)
     return _extreme("max", np.argmax, amax, x, dim, keepdim)
 
 
 def min(x, dim=None, keepdim=False):  # noqa: A001 - PyTorch's name
     if isinstance(dim, Tensor | np.ndarray):
-        from .elementwise import minimum
-
         return minimum(x, dim)
     return _extreme("min", np.argmin, amin, x, dim, keepdim)
 
@@ -331,26 +336,24 @@ def _prod_rule(g, x, out, dim, keepdim):
     # the reduced axes and is not saved); with zeros, it is multiplied out exactly.
     if isinstance(x, Tensor):
         if not (x.data == 0).any():
-            return d.unreduce(g, x.shape, dim, keepdim) * (prod(x, dim, True) / x)
-        return d.unreduce(g, x.shape, dim, keepdim) * _product_of_others_recorded(x, dim)
+            return xp.unreduce(g, x.shape, dim, keepdim) * (prod(x, dim, True) / x)
+        return xp.unreduce(g, x.shape, dim, keepdim) * _product_of_others_recorded(x, dim)
     if not (x == 0).any():
-        return d.unreduce(g, x.shape, dim, keepdim) * (np.prod(x, axis=dim, keepdims=True) / x)
-    return d.unreduce(g, x.shape, dim, keepdim) * _product_of_others(x, dim)
+        return xp.unreduce(g, x.shape, dim, keepdim) * (np.prod(x, axis=dim, keepdims=True) / x)
+    return xp.unreduce(g, x.shape, dim, keepdim) * _product_of_others(x, dim)
 
 
 def _product_of_others_recorded(x, dim):
     """`_product_of_others` from recorded ops, for create_graph: each element's row of the
     reduction with that element replaced by 1, multiplied out. Quadratic in the reduced size, but
     exact with zeros and differentiable again (its own prod takes this path where zeros remain)."""
-    from .shape import permute, reshape, unsqueeze
-
     dims = tuple(range(x.ndim)) if dim is None else dim
     rest = tuple(i for i in range(x.ndim) if i not in dims)
     moved = permute(x, rest + dims)
     n = int(np.prod([x.shape[i] for i in dims]))
     flat = reshape(moved, moved.shape[: len(rest)] + (n,))
     rows = unsqueeze(flat, -2) * np.ones((n, 1), dtype=x.dtype)
-    others = prod(d.where(np.eye(n, dtype=bool), 1.0, rows), -1)
+    others = prod(xp.where(np.eye(n, dtype=bool), 1.0, rows), -1)
     return permute(reshape(others, moved.shape), tuple(np.argsort(rest + dims).tolist()))
 
 
@@ -374,6 +377,7 @@ PROD = Op(
     derivatives={
         "x": vjp("unreduce(g, x.shape, dim, keepdim) * product_of_others(x, dim)", _prod_rule),
     },
+    formula="prod(x)",
 )
 
 
@@ -397,11 +401,12 @@ LOGSUMEXP = Op(
         "x": vjp(
             "unreduce(g, x.shape, dim, keepdim) * exp(x - unreduce(out, x.shape, dim, keepdim))",
             lambda g, x, out, dim, keepdim: (
-                d.unreduce(g, x.shape, dim, keepdim)
-                * d.exp(x - d.unreduce(out, x.shape, dim, keepdim))
+                xp.unreduce(g, x.shape, dim, keepdim)
+                * xp.exp(x - xp.unreduce(out, x.shape, dim, keepdim))
             ),
         ),
     },
+    formula="logsumexp(x)",
 )
 
 
@@ -424,12 +429,13 @@ NORM2 = Op(
             "x * unreduce(g / out, x.shape, dim, keepdim)",
             lambda g, x, out, dim, keepdim: (
                 x
-                * d.unreduce(
-                    d.where(out == 0, 0.0, g / d.where(out == 0, 1.0, out)), x.shape, dim, keepdim
+                * xp.unreduce(
+                    xp.where(out == 0, 0.0, g / xp.where(out == 0, 1.0, out)), x.shape, dim, keepdim
                 )
             ),
         ),
     },
+    formula="norm(x)",
 )
 
 
@@ -441,10 +447,10 @@ def _normp_rule(g, x, out, dim, keepdim, p):
     # PyTorch's subgradient conventions: 0 where the norm is 0, and for p < 1 also where an
     # element is 0 (|x|**(p - 1) would be infinite there).
     if p < 1:
-        slope = d.sign(x) * d.where(x == 0, 0.0, d.abs(d.where(x == 0, 1.0, x)) ** (p - 1))
-        return slope * d.unreduce(g * out ** (1 - p), x.shape, dim, keepdim)
-    scale = d.where(out == 0, 0.0, g / d.where(out == 0, 1.0, out) ** (p - 1))
-    return d.sign(x) * d.abs(x) ** (p - 1) * d.unreduce(scale, x.shape, dim, keepdim)
+        slope = xp.sign(x) * xp.where(x == 0, 0.0, xp.abs(xp.where(x == 0, 1.0, x)) ** (p - 1))
+        return slope * xp.unreduce(g * out ** (1 - p), x.shape, dim, keepdim)
+    scale = xp.where(out == 0, 0.0, g / xp.where(out == 0, 1.0, out) ** (p - 1))
+    return xp.sign(x) * xp.abs(x) ** (p - 1) * xp.unreduce(scale, x.shape, dim, keepdim)
 
 
 NORMP = Op(
@@ -457,6 +463,8 @@ NORMP = Op(
             _normp_rule,
         ),
     },
+    formula="norm(x)",
+    variant="p",
 )
 
 
@@ -466,8 +474,6 @@ def norm(x, p=2, dim=None, keepdim=False):
     _float_only("norm", x)
     if p == "fro" or p == 2:
         return call(NORM2, (x,), dim=_dims(x, dim), keepdim=keepdim)
-    from .elementwise import abs as abs_
-
     if p == np.inf:
         return amax(abs_(x), () if dim is None else dim, keepdim)
     if p == -np.inf:

@@ -2,14 +2,13 @@
 
 import numpy as np
 
-from ..engine import dtypes
 from ..engine.broadcast import BROADCAST_TO
 from ..engine.broadcast import broadcast_to as _broadcast_any
 from ..engine.dims import normalize_dim, normalize_dims
 from ..engine.op import Op, vjp
 from ..engine.tensor import Tensor
-from . import dual as d
-from .build import as_tensor, call
+from . import array_or_tensor as xp
+from .build import TO, as_tensor, call, to  # noqa: F401 - chainrule.ops.shape.to is public
 
 
 def _sizes(shape):
@@ -19,34 +18,6 @@ def _sizes(shape):
     return tuple(int(s) for s in shape)
 
 
-def _to(x, dtype, source):
-    return x.astype(dtype)
-
-
-TO = Op(
-    "to",
-    _to,
-    params=("dtype", "source"),
-    derivatives={
-        "x": vjp("g.to(source)", lambda g, x, out, dtype, source: _cast(g, source)),
-    },
-)
-
-
-def _cast(g, dtype):
-    return to(g, dtype) if isinstance(g, Tensor) else g.astype(dtype)
-
-
-def to(x, dtype):
-    """A copy in `dtype` (the same tensor when it already has it), differentiable between floats."""
-    dtype = dtypes.as_dtype(dtype)
-    if x.data.dtype == dtype:
-        return x
-    if x.requires_grad and dtype.kind != "f":
-        return Tensor._wrap(x.data.astype(dtype))
-    return call(TO, (x,), dtype=dtype, source=x.dtype)
-
-
 RESHAPE = Op(
     "reshape",
     np.reshape,
@@ -54,6 +25,7 @@ RESHAPE = Op(
     derivatives={
         "x": vjp("g.reshape(x.shape)", lambda g, x, out, shape: g.reshape(x.shape)),
     },
+    formula="reshape(x)",
 )
 
 
@@ -88,9 +60,10 @@ TRANSPOSE = Op(
     params=("dim0", "dim1"),
     derivatives={
         "x": vjp(
-            "swapaxes(g, dim0, dim1)", lambda g, x, out, dim0, dim1: d.swapaxes(g, dim0, dim1)
+            "swapaxes(g, dim0, dim1)", lambda g, x, out, dim0, dim1: xp.swapaxes(g, dim0, dim1)
         ),
     },
+    formula="transpose(x)",
 )
 
 
@@ -110,9 +83,10 @@ PERMUTE = Op(
     derivatives={
         "x": vjp(
             "permute(g, inverse_permutation(axes))",
-            lambda g, x, out, axes: d.permute(g, d.inverse_permutation(axes)),
+            lambda g, x, out, axes: xp.permute(g, xp.inverse_permutation(axes)),
         ),
     },
+    formula="permute(x)",
 )
 
 
@@ -206,6 +180,7 @@ def _cat_op(n):
             names,
             {name: rule(i) for i, name in enumerate(names)},
             params=("dim", "offsets"),
+            formula=f"cat({', '.join(names)})",
         )
     return _cat_ops[n]
 
@@ -327,6 +302,7 @@ NARROW = Op(
             lambda g, x, out, dim, start, length: _pad_into(g, x.shape, dim, start),
         ),
     },
+    formula="narrow(x)",
 )
 PAD_INTO = Op(
     "pad_into",
@@ -339,6 +315,7 @@ PAD_INTO = Op(
             lambda h, g, out, shape, dim, start: _narrow_any(h, dim, start, start + g.shape[dim]),
         ),
     },
+    formula="pad_into(g)",
 )
 
 
@@ -352,7 +329,9 @@ def clone(x):
     return call(CLONE, (x,))
 
 
-CLONE = Op("clone", np.copy, derivatives={"x": vjp("g", lambda g, x, out: g)})
+CLONE = Op(
+    "clone", np.copy, derivatives={"x": vjp("g", lambda g, x, out: g, factor="1")}, formula="x"
+)
 
 
 __all__ = [

@@ -1,5 +1,7 @@
-"""Functions that derivative code is written in: on NumPy arrays they are NumPy (fast backward);
-on Tensors they are chainrule ops (so `create_graph=True` records the backward pass itself).
+"""The functions derivative code is written in, each working on NumPy arrays and on Tensors alike
+(the op modules import this as `xp`, as array-API code names its array namespace). On arrays they
+are NumPy (a fast backward); on Tensors they are chainrule ops, through the Tensor's methods, so
+that `create_graph=True` records the backward pass itself.
 
 Formula strings are evaluated in this namespace by the tests, so every name a formula uses is here.
 """
@@ -8,15 +10,17 @@ import numpy as np
 from scipy import special
 
 from ..engine.broadcast import broadcast_to, sum_to  # noqa: F401 - formulas name sum_to
+from ..engine.dims import normalize_dims
 from ..engine.tensor import Tensor
 
-ops = None  # bound by chainrule.ops once every op is defined
 
+def _either(name, array_fn):
+    """`array_fn` on arrays; on a Tensor, its method `name` (chainrule.ops attaches the methods
+    before any Tensor can reach here)."""
 
-def _dual(name, array_fn):
     def fn(x, *args, **kwargs):
         if isinstance(x, Tensor):
-            return getattr(ops, name)(x, *args, **kwargs)
+            return getattr(x, name)(*args, **kwargs)
         return array_fn(x, *args, **kwargs)
 
     fn.__name__ = name
@@ -27,40 +31,44 @@ def _sigmoid(x):
     return special.expit(x)
 
 
-exp = _dual("exp", np.exp)
-log = _dual("log", np.log)
-log1p = _dual("log1p", np.log1p)
-sqrt = _dual("sqrt", np.sqrt)
-sin = _dual("sin", np.sin)
-cos = _dual("cos", np.cos)
-tanh = _dual("tanh", np.tanh)
-sigmoid = _dual("sigmoid", _sigmoid)
-sign = _dual("sign", np.sign)
-abs = _dual("abs", np.abs)  # noqa: A001 - formulas say abs(x)
-erf = _dual("erf", special.erf)
+exp = _either("exp", np.exp)
+log = _either("log", np.log)
+log1p = _either("log1p", np.log1p)
+sqrt = _either("sqrt", np.sqrt)
+sin = _either("sin", np.sin)
+cos = _either("cos", np.cos)
+tanh = _either("tanh", np.tanh)
+sigmoid = _either("sigmoid", _sigmoid)
+sign = _either("sign", np.sign)
+abs = _either("abs", np.abs)  # noqa: A001 - formulas say abs(x)
+erf = _either("erf", special.erf)
 
 
 def where(cond, a, b):
-    if isinstance(cond, Tensor) or isinstance(a, Tensor) or isinstance(b, Tensor):
-        return ops.where(cond, a, b)
+    if isinstance(a, Tensor):
+        return a.where(cond, b)
+    if isinstance(b, Tensor):  # where(cond, a, b) is where(not cond, b, a)
+        return b.where(~cond if isinstance(cond, Tensor) else np.logical_not(cond), a)
+    if isinstance(cond, Tensor):
+        raise TypeError("where: with a Tensor condition, give at least one Tensor branch")
     return np.where(cond, a, b)
 
 
 def zeros_like(x):
     if isinstance(x, Tensor):
-        return ops.zeros_like(x)
+        return x.new_zeros(x.shape)
     return np.zeros_like(x)
 
 
 def sum(x, dim=None, keepdim=False):  # noqa: A001
     if isinstance(x, Tensor):
-        return ops.sum(x, dim, keepdim)
+        return x.sum(dim, keepdim)
     return np.sum(x, axis=dim, keepdims=keepdim)
 
 
 def mean(x, dim=None, keepdim=False):
     if isinstance(x, Tensor):
-        return ops.mean(x, dim, keepdim)
+        return x.mean(dim, keepdim)
     return np.mean(x, axis=dim, keepdims=keepdim)
 
 
@@ -70,13 +78,13 @@ def reshape(x, shape):
 
 def swapaxes(x, d0, d1):
     if isinstance(x, Tensor):
-        return ops.transpose(x, d0, d1)
+        return x.transpose(d0, d1)
     return np.swapaxes(x, d0, d1)
 
 
 def permute(x, dims):
     if isinstance(x, Tensor):
-        return ops.permute(x, dims)
+        return x.permute(dims)
     return np.transpose(x, dims)
 
 
@@ -100,21 +108,16 @@ def unreduce(g, shape, dim, keepdim):
 
 
 def _kept_shape(shape, dim):
-    dims = normalize_dims(dim, len(shape))
-    return tuple(1 if i in dims else n for i, n in enumerate(shape))
-
-
-def normalize_dims(dim, ndim):
     if dim is None:
-        return tuple(range(ndim))
-    if isinstance(dim, int):
-        dim = (dim,)
-    return tuple(d % ndim if ndim else 0 for d in dim)
+        dims = range(len(shape))
+    else:
+        dims = normalize_dims(dim if isinstance(dim, tuple | list) else (dim,), len(shape))
+    return tuple(1 if i in dims else n for i, n in enumerate(shape))
 
 
 def softmax(x, dim):
     if isinstance(x, Tensor):
-        return ops.softmax(x, dim)
+        return x.softmax(dim)
     shifted = np.exp(x - x.max(axis=dim, keepdims=True))
     shifted /= shifted.sum(axis=dim, keepdims=True)
     return shifted
@@ -141,7 +144,7 @@ def normal_cdf(x):
 def ties(x, out, shape, dim, keepdim):
     """Where x equals its max/min along `dim`, each tie's share (1/count) of the gradient."""
     mask = x == unreduce(out, shape, dim, keepdim)
-    mask = where(mask, 1.0, 0.0) if isinstance(mask, Tensor) else mask.astype(x.dtype)
+    mask = mask.to(x.dtype) if isinstance(mask, Tensor) else mask.astype(x.dtype)
     return mask / sum(mask, dim, True)
 
 
