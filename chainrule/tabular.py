@@ -565,10 +565,6 @@ class TabularModel:
             state = load_checkpoint(path)
         except CheckpointError as e:
             raise _model_error(path, e.reason) from None
-        except (TypeError, ValueError, AttributeError, RecursionError) as e:
-            # cr.load's checks of a manipulated structure are being completed (issue 9, part 2);
-            # until then these are what a malformed file gives.
-            raise _model_error(path, f"its structure is malformed ({type(e).__name__})") from None
         return _ModelFileCheck(path, size).build(cls, state)
 
 
