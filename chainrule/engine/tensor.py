@@ -200,7 +200,7 @@ class Tensor:
             if hooks is None:
                 hooks = self._hooks = []
         hooks.append(hook)
-        return _HookHandle(hooks, hook)
+        return RemovableHandle(hooks, hook)
 
     def retain_grad(self):
         """Keep `.grad` for this non-leaf tensor after backward, as leaves do."""
@@ -217,7 +217,10 @@ class Tensor:
             self.grad_fn.out_modified = True
 
 
-class _HookHandle:
+class RemovableHandle:
+    """What registering a hook returns (a tensor's, a module's): `remove()` unregisters it (a
+    second call does nothing); as a context manager it removes the hook on exit."""
+
     __slots__ = ("_hooks", "_hook")
 
     def __init__(self, hooks, hook):
@@ -226,6 +229,12 @@ class _HookHandle:
     def remove(self):
         if self._hook in self._hooks:
             self._hooks.remove(self._hook)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
 
 
 def _dtype_name(dtype):
