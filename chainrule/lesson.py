@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 import chainrule as cr
+from chainrule import data, optim, train
 from chainrule.datasets import DOSAGE, EFFICACY
 
 KNOWN = {"w1": 3.34, "b1": -1.43, "w2": -3.53, "b2": 0.57, "w3": -1.22, "w4": -2.30}
@@ -109,8 +110,7 @@ def train_all_seven(seed=0, lr=0.05, loss_target=1e-6, max_steps=5000):
     """All seven parameters from a seeded random start (normal weights, b3 = 0), Adam on SSR
     until SSR <= loss_target, i.e. the fit passes through the three points. Returns (model,
     start values, history, trace)."""
-    from . import data, optim, train
-    from .explain import Trace
+    from .explain import Trace  # the explainer loads on first use (see chainrule.__getattr__)
 
     cr.manual_seed(seed)
     draws = cr.randn(len(PARAMETERS), dtype=cr.float64).tolist()

@@ -1,9 +1,11 @@
 """The Tensor: a NumPy array plus what reverse-mode autodiff needs to know about it.
 
-Operators and math methods are attached by `chainrule.ops`; this module knows no operation.
+Operators, math methods and `backward` are attached by `chainrule.ops`; this module knows no
+operation and no backward walk.
 """
 
 import numbers
+import weakref
 
 import numpy as np
 
@@ -178,14 +180,8 @@ class Tensor:
             extras.append(f"name={self._name!r}")
         return "tensor(" + body + "".join(", " + e for e in extras) + ")"
 
-    # ---- autograd entry points (the walk itself lives in engine.autograd) -------------------
-    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        """Accumulate d self / d leaf into every leaf's `.grad` (see engine.autograd)."""
-        # Imported here, not at the top: the backward walk is built on Tensor, so it loads after.
-        from .autograd import backward
-
-        backward(self, gradient, retain_graph, create_graph, inputs)
-
+    # ---- autograd entry points (the walk itself lives in engine.autograd, which is built on
+    # Tensor: `backward` is attached with the other methods, by ops.methods) -----------------
     def register_hook(self, hook):
         """`hook(grad)` runs when this tensor's gradient is computed; it may return a
         replacement."""
@@ -206,8 +202,6 @@ class Tensor:
         """Keep `.grad` for this non-leaf tensor after backward, as leaves do."""
         if self.grad_fn is None:
             return
-        import weakref
-
         self.grad_fn.retained = weakref.ref(self)
 
     def _bump_version(self):
