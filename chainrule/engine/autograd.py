@@ -250,10 +250,28 @@ def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
     grads, seen_arrays = _seed_all(outputs, gradients, create_graph)
     roots = {t.grad_fn for t in outputs if t.grad_fn is not None}
     walk = _Walk(roots, targets, create_graph, retain_graph, accumulate)
+    if state.post_accumulate_hooks and targets is None and accumulate:
+        walk.ready = _ready_leaves(roots, state.post_accumulate_hooks)
+        walk.seen_arrays = seen_arrays
     with set_grad_enabled(create_graph):  # a backward is recorded only under create_graph
         walk.run(grads)
     # What is left in `grads` are the leaves' totals.
     return _settle_leaves(grads, seen_arrays, walk, create_graph, accumulate)
+
+
+def _ready_leaves(roots, hooked):
+    """For the leaves with post-accumulate hooks: node number -> the leaves whose gradient is
+    final once that node has delivered (their oldest consumer). Settling them there, rather than
+    after the whole walk, lets a hook (DistributedDataParallel's) start work during backward."""
+    last = {}
+    for node in graph_nodes(roots):
+        for parent in node.next:
+            if parent is not None and type(parent) is not Node and hooked.get(id(parent)):
+                last.setdefault(parent, node.seq)  # oldest first: the first is the oldest consumer
+    ready = {}
+    for leaf, seq in last.items():
+        ready.setdefault(seq, []).append(leaf)
+    return ready
 
 
 def _seed_all(outputs, gradients, create_graph):
@@ -277,6 +295,8 @@ class _Walk:
         self.retain_graph = retain_graph
         self.accumulate = accumulate  # whether retain_grad() tensors keep their gradient
         self.captured = {}
+        self.ready = None  # node number -> leaves to settle after it (see _ready_leaves)
+        self.seen_arrays = None
         if targets is None:
             self.target_keys = self.wanted = None
         else:
@@ -293,6 +313,7 @@ class _Walk:
         target_keys, wanted = self.target_keys, self.wanted
         anomaly = modes.anomaly
         last_inplace = state.last_inplace
+        ready = self.ready
         while heap:
             node = pop(heap)[1]
             g = grads.pop(node)
@@ -320,6 +341,12 @@ class _Walk:
             deliver_gradients(node, g, args, out, node.next, args, grads, heap, anomaly, None)
             if not retain_graph:
                 node.saved = node.arrays = node.out = None
+            if ready is not None and node.seq in ready:
+                for leaf in ready.pop(node.seq):
+                    if leaf in grads:
+                        _settle_leaf(
+                            leaf, grads.pop(leaf), self.seen_arrays, self, create_graph, True
+                        )
 
 
 def deliver_gradients(node, g, args, out, parents, shapes, grads, heap, anomaly, evaluate):
@@ -390,20 +417,28 @@ def _settle_leaves(grads, seen_arrays, walk, create_graph, accumulate):
     with targets, the captured result)."""
     captured, target_keys = walk.captured, walk.target_keys
     for leaf, g in grads.items():
-        if leaf._hooks:
-            g = _run_hooks(leaf._hooks, g, create_graph)
-        if not create_graph:
-            g = _own_array(g, leaf, seen_arrays)
-        if target_keys is not None:
-            if leaf in target_keys:
-                captured[leaf] = g if create_graph else Tensor._wrap(g)
-        elif accumulate:
-            _accumulate_grad(leaf, g, create_graph)
+        _settle_leaf(leaf, g, seen_arrays, walk, create_graph, accumulate)
     if target_keys is not None and not create_graph:
         for key, g in captured.items():
             if not isinstance(g, Tensor):
                 captured[key] = Tensor._wrap(np.array(g))
     return captured
+
+
+def _settle_leaf(leaf, g, seen_arrays, walk, create_graph, accumulate):
+    if leaf._hooks:
+        g = _run_hooks(leaf._hooks, g, create_graph)
+    if not create_graph:
+        g = _own_array(g, leaf, seen_arrays)
+    if walk.target_keys is not None:
+        if leaf in walk.target_keys:
+            walk.captured[leaf] = g if create_graph else Tensor._wrap(g)
+    elif accumulate:
+        _accumulate_grad(leaf, g, create_graph)
+        post_hooks = state.post_accumulate_hooks.get(id(leaf))
+        if post_hooks:
+            for hook in tuple(post_hooks):
+                hook(leaf)
 
 
 def _own_array(g, leaf, seen_arrays):

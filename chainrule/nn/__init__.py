@@ -1,6 +1,6 @@
 """`chainrule.nn`: modules, layers, losses and initialisation, with PyTorch's names."""
 
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .layers import (
     ELU,
     GELU,
