@@ -78,7 +78,7 @@ def test_a_failing_rank_ends_the_whole_job_within_seconds(how):
 @pytest.mark.parametrize("n", [1, 7, 10, 12, 13])
 @pytest.mark.parametrize("replicas", [1, 2, 3, 5, 16])
 @pytest.mark.parametrize("drop_last", [False, True])
-def test_distributed_sampler_splits_as_pytorch(n, replicas, drop_last):
+def test_distributed_sampler_splits_as_pytorch(n, replicas, drop_last, monkeypatch):
     dataset = list(range(n))
     for rank in range(replicas):
         for shuffle in (False, True):
@@ -93,13 +93,10 @@ def test_distributed_sampler_splits_as_pytorch(n, replicas, drop_last):
                 theirs.set_epoch(epoch)
                 if shuffle:
                     # The permutation is NumPy's; the split of it must be PyTorch's.
-                    order = np.random.default_rng(5 + epoch).permutation(n)
-                    original = torch.randperm
-                    torch.randperm = lambda *a, **k: torch.from_numpy(order)
-                    try:
+                    order = torch.from_numpy(np.random.default_rng(5 + epoch).permutation(n))
+                    with monkeypatch.context() as patch:
+                        patch.setattr(torch, "randperm", lambda *a, order=order, **k: order)
                         expected = list(theirs)
-                    finally:
-                        torch.randperm = original
                 else:
                     expected = list(theirs)
                 assert list(ours) == expected
