@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -60,34 +61,42 @@ def chainrule_worker():
     dist.Work.wait = timed_wait
     results = {}
     for title, (sizes, batch, steps) in WORKLOADS.items():
-        cr.manual_seed(0)
-        layers = []
-        for a, b in zip(sizes, sizes[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        model = DDP(nn.Sequential(*layers[:-1]))
-        opt = cr.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        rng = np.random.default_rng(rank)
-        x = cr.tensor(rng.standard_normal((batch // world, sizes[0])).astype(np.float32))
-        y = cr.tensor(rng.integers(0, sizes[-1], batch // world))
-        loss_fn = nn.CrossEntropyLoss()
-
-        def step():
-            opt.zero_grad()
-            loss_fn(model(x), y).backward()
-            opt.step()
-
+        step, model = _chainrule_step(cr, nn, DDP, sizes, batch // world, rank)
         times = _time_steps(step, steps, dist.barrier)
         waits = []
         for _ in range(steps):
             waited[0] = 0.0
             step()
             waits.append(waited[0])
-        exposed = statistics.median(waits)
         flat = cr.zeros(sum(p.numel() for p in model.parameters()))
-        alone = _time_steps(lambda: dist.all_reduce(flat), steps, dist.barrier)
-        results[title] = {"step": times, "exposed_wait": exposed, "all_reduce_alone": alone}
+        alone = _time_steps(partial(dist.all_reduce, flat), steps, dist.barrier)
+        results[title] = {
+            "step": times,
+            "exposed_wait": statistics.median(waits),
+            "all_reduce_alone": alone,
+        }
     if rank == 0:
         print(json.dumps(results))
+
+
+def _chainrule_step(cr, nn, DDP, sizes, batch, rank):
+    cr.manual_seed(0)
+    layers = []
+    for a, b in zip(sizes, sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    model = DDP(nn.Sequential(*layers[:-1]))
+    opt = cr.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    rng = np.random.default_rng(rank)
+    x = cr.tensor(rng.standard_normal((batch, sizes[0])).astype(np.float32))
+    y = cr.tensor(rng.integers(0, sizes[-1], batch))
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    return step, model
 
 
 def torch_worker():
@@ -102,26 +111,31 @@ def torch_worker():
     tdist.init_process_group("gloo", rank=rank, world_size=world)
     results = {}
     for title, (sizes, batch, steps) in WORKLOADS.items():
-        torch.manual_seed(0)
-        layers = []
-        for a, b in zip(sizes, sizes[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        model = nn.parallel.DistributedDataParallel(nn.Sequential(*layers[:-1]))
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        rng = np.random.default_rng(rank)
-        x = torch.from_numpy(rng.standard_normal((batch // world, sizes[0])).astype(np.float32))
-        y = torch.from_numpy(rng.integers(0, sizes[-1], batch // world))
-        loss_fn = nn.CrossEntropyLoss()
-
-        def step():
-            opt.zero_grad()
-            loss_fn(model(x), y).backward()
-            opt.step()
-
+        step = _torch_step(torch, nn, sizes, batch // world, rank)
         results[title] = {"step": _time_steps(step, steps, tdist.barrier)}
     if rank == 0:
         print(json.dumps(results))
     tdist.destroy_process_group()
+
+
+def _torch_step(torch, nn, sizes, batch, rank):
+    torch.manual_seed(0)
+    layers = []
+    for a, b in zip(sizes, sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    model = nn.parallel.DistributedDataParallel(nn.Sequential(*layers[:-1]))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    rng = np.random.default_rng(rank)
+    x = torch.from_numpy(rng.standard_normal((batch, sizes[0])).astype(np.float32))
+    y = torch.from_numpy(rng.integers(0, sizes[-1], batch))
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    return step
 
 
 def _time_steps(step, steps, barrier):
