@@ -335,6 +335,10 @@ class _Walk:
             # args serve as the shapes: arrays (or Tensors) and placeholders, all with .shape
             deliver_gradients(node, g, args, out, node.next, args, grads, heap, anomaly, None)
             if not retain_graph:
+                # Keep the constants, so that the graph can still be explained: the whole of
+                # `saved` where nothing in it holds more than a small array of its own (the
+                # common case, tested here inline as this runs once per node), else what
+                # keep_constants picks.
                 for x in saved:
                     kind = type(x)
                     if kind not in light and (
