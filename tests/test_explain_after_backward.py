@@ -111,7 +111,9 @@ def test_paths_and_graph_after_plain_backward_read_as_with_a_retained_graph(prog
 
 
 @pytest.mark.parametrize(
-    "program, which", [(readme_model, slice(None)), (lesson_network, slice(-1, None))]
+    "program, which",
+    [(readme_model, slice(None)), (lesson_network, slice(-1, None))],
+    ids=["readme_model", "lesson_network_b3"],
 )
 def test_symbolic_after_plain_backward_agrees_with_the_backward(program, which):
     loss, leaves = program()
