@@ -165,11 +165,11 @@ def test_latex_and_html_forms_of_a_derivation():
     assert page.startswith("<div") and "dLoss/dw1" in page and "<script" not in page
 
 
-def test_explaining_a_freed_graph_says_to_retain_it():
+def test_explaining_after_a_plain_backward_shows_the_backward_gradient():
     loss, t = slides()
-    loss.backward()
-    with pytest.raises(RuntimeError, match="retain_graph=True"):
-        explain.paths(loss, t["w1"])
+    loss.backward()  # no retain_graph: tests/test_explain_after_backward.py has the rest
+    d = explain.paths(loss, t["w1"])
+    assert d.value.item() == t["w1"].grad.item() == pytest.approx(2 * RESIDUAL * X1)
 
 
 def test_explaining_a_constant_or_a_foreign_tensor_is_refused_with_its_name():

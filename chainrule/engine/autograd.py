@@ -12,7 +12,7 @@ import heapq
 import numpy as np
 
 from .broadcast import sum_to
-from .op import IDENTITY, LOCAL, VJP, Node
+from .op import IDENTITY, LIGHT_TYPES, LOCAL, SMALL_CONSTANT_BYTES, VJP, Node, keep_constants
 from .state import modes, state
 from .tensor import Tensor
 
@@ -242,14 +242,24 @@ def _seed(tensor, gradient, create_graph):
     return Tensor._wrap(seed) if create_graph else seed
 
 
-def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
+def grad_with_values(output, inputs, grad_output, values):
+    """The gradients of `output` with respect to `inputs` (None for one it does not reach), as
+    `grad(..., retain_graph=True, allow_unused=True)` computes them, also through nodes whose
+    saved values a backward freed: `values[node]` is such a node's (input arrays, output array),
+    recomputed by the caller (the explainer replays the forward). Nodes that still hold their
+    saved values use those; nothing is freed, `.grad` is left alone."""
+    found = _run([output], [grad_output], True, False, inputs, accumulate=False, values=values)
+    return tuple(found.get(x) for x in inputs)
+
+
+def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate, values=None):
     """Backward from `outputs`: seed them, walk the nodes newest first, then settle the leaves.
     With `targets`, returns their gradients (and only nodes leading to one are visited)."""
     if retain_graph is None:
         retain_graph = create_graph
     grads, seen_arrays = _seed_all(outputs, gradients, create_graph)
     roots = {t.grad_fn for t in outputs if t.grad_fn is not None}
-    walk = _Walk(roots, targets, create_graph, retain_graph, accumulate)
+    walk = _Walk(roots, targets, create_graph, retain_graph, accumulate, values)
     if state.post_accumulate_hooks and targets is None and accumulate:
         walk.ready = _ready_leaves(roots, state.post_accumulate_hooks)
         walk.seen_arrays = seen_arrays
@@ -289,8 +299,9 @@ class _Walk:
     """One backward pass over the nodes behind `roots`; `captured` collects the targets'
     gradients."""
 
-    def __init__(self, roots, targets, create_graph, retain_graph, accumulate):
+    def __init__(self, roots, targets, create_graph, retain_graph, accumulate, values=None):
         self.roots = roots
+        self.values = values  # see grad_with_values
         self.create_graph = create_graph
         self.retain_graph = retain_graph
         self.accumulate = accumulate  # whether retain_grad() tensors keep their gradient
@@ -311,9 +322,11 @@ class _Walk:
         pop = heapq.heappop
         create_graph, retain_graph = self.create_graph, self.retain_graph
         target_keys, wanted = self.target_keys, self.wanted
+        values = self.values
         anomaly = modes.anomaly
         last_inplace = state.last_inplace
         ready = self.ready
+        light, small, ndarray = LIGHT_TYPES, SMALL_CONSTANT_BYTES, np.ndarray
         while heap:
             node = pop(heap)[1]
             g = grads.pop(node)
@@ -326,20 +339,36 @@ class _Walk:
                     continue
             saved = node.saved
             if saved is None:
-                raise _freed_error(node)
-            if last_inplace > node.seq:
-                _check_versions(node)
-            if create_graph:
-                if not isinstance(g, Tensor):
-                    g = Tensor._wrap(g)
-                args = saved
-                out = None if node.out is None else Tensor._wrap(node.out, node)
+                if values is None:
+                    raise _freed_error(node)
+                args, out = values[node]
             else:
-                args = node.arrays
-                out = node.out
+                if last_inplace > node.seq:
+                    _check_versions(node)
+                if create_graph:
+                    if not isinstance(g, Tensor):
+                        g = Tensor._wrap(g)
+                    args = saved
+                    out = None if node.out is None else Tensor._wrap(node.out, node)
+                else:
+                    args = node.arrays
+                    out = node.out
             # args serve as the shapes: arrays (or Tensors) and placeholders, all with .shape
             deliver_gradients(node, g, args, out, node.next, args, grads, heap, anomaly, None)
             if not retain_graph:
+                # Keep the constants, so that the graph can still be explained: the whole of
+                # `saved` where nothing in it holds more than a small array of its own (the
+                # common case, tested here inline as this runs once per node), else what
+                # keep_constants picks.
+                for x in saved:
+                    kind = type(x)
+                    if kind not in light and (
+                        kind is not ndarray or x.nbytes > small or x.base is not None
+                    ):
+                        node.constants = keep_constants(node.next, saved)
+                        break
+                else:
+                    node.constants = saved
                 node.saved = node.arrays = node.out = None
             if ready is not None and node.seq in ready:
                 for leaf in ready.pop(node.seq):
