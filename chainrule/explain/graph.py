@@ -2,18 +2,21 @@
 slides: inputs on the left, the loss on the right, each node with its value and gradient, each edge
 with its local derivative (formula and number), and the backward path to `highlight` standing out.
 
-The DOT text is written here; Graphviz's `dot` program renders it (SVG, PNG, PDF). Without `dot`
-the drawing still has its `.source`, and saving writes that DOT text and says how to get Graphviz.
+The DOT text is written here; Graphviz's `dot` program renders it (SVG, PNG, PDF) where it is
+installed. Without `dot` every drawing is still drawn (`render`): files by a layered layout of its
+own, web pages and Jupyter by Graphviz compiled to WebAssembly running in the page.
 """
 
 import html
 import shutil
 import subprocess
+import sys
+from functools import cache
 from pathlib import Path as _FilePath
 
 import numpy as np
 
-from . import expr
+from . import expr, render
 from .paths import format_array
 from .recorded import Recorded, Vertex
 
@@ -21,9 +24,9 @@ from .recorded import Recorded, Vertex
 GROUP_ABOVE = 200
 
 INSTALL_HINT = (
-    "Graphviz's `dot` program is not installed, so only the DOT source was written; install it "
-    "with `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS) or from "
-    "https://graphviz.org/download/"
+    "Graphviz's `dot` program is not installed, so graphs are drawn with chainrule's built-in "
+    "layered layout; for Graphviz's own layout install it with `apt-get install graphviz` "
+    "(Debian/Ubuntu), `brew install graphviz` (macOS) or from https://graphviz.org/download/"
 )
 
 _HIGHLIGHT = "#d9480f"
@@ -274,37 +277,48 @@ class Drawing:
         return result.stdout
 
     def save(self, path, format=None):  # noqa: A002
-        """Write the drawing; the format comes from the suffix (.svg, .png, .pdf, .dot/.gv).
-        Returns the path written: the .dot file (and a printed install hint) when `dot` is
-        missing."""
+        """Write the drawing and return its path; the format comes from the suffix (.svg, .png,
+        .pdf; .dot/.gv write the DOT source). Without `dot`, svg, png and pdf are drawn by the
+        built-in layered layout, and a note (once per session) says how to get Graphviz."""
         path = _FilePath(path)
         fmt = (format or path.suffix.lstrip(".") or "svg").lower()
         if fmt in ("dot", "gv"):
             path.write_text(self.source)
             return path
-        if shutil.which("dot") is None:
-            fallback = path.with_suffix(".dot")
-            fallback.write_text(self.source)
-            print(f"{INSTALL_HINT} ({fallback})")
-            return fallback
-        path.write_bytes(self.pipe(fmt))
+        if shutil.which("dot") is not None:
+            path.write_bytes(self.pipe(fmt))
+            return path
+        if fmt not in render.LAYERED_FORMATS:
+            raise ValueError(
+                f"cannot draw {path} as {fmt!r} without Graphviz's `dot`: the built-in layout "
+                f"writes {', '.join(render.LAYERED_FORMATS)} (or .dot for the source)"
+            )
+        render.draw_layered(self.source, path, fmt)
+        _note_builtin_layout()
         return path
 
     def svg(self):
+        """The drawing as SVG text, by `dot` (RuntimeError with the install hint without it)."""
         return self.pipe("svg").decode()
 
     def _repr_svg_(self):
         if shutil.which("dot") is None:
-            return None
+            return None  # the HTML form draws it in the page instead
         return self.svg()
 
     def _repr_html_(self):
         if shutil.which("dot") is None:
-            return f"<p>{html.escape(INSTALL_HINT)}</p><pre>{html.escape(self.source)}</pre>"
+            return render.browser_html(self.source)
         return self.svg()
 
     def __str__(self):
         return self.source
+
+
+@cache
+def _note_builtin_layout():
+    """Say once per session that `dot` was missing: a note, not a failure."""
+    print(f"note: {INSTALL_HINT}", file=sys.stderr)
 
 
 def _header():

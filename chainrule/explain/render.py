@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse, FancyArrowPatch, FancyBboxPatch
 
 VIZ_JS = "viz-global.js"  # @viz-js/viz 3.31.0, MIT; Graphviz (EPL) inside as WebAssembly
+LAYERED_FORMATS = ("svg", "png", "pdf")
 
 _element_ids = count()
 
@@ -74,7 +75,8 @@ def draw_layered(dot_source, path, format):  # noqa: A002 - matplotlib's and gra
     """Lay `dot_source` out in layers and write it to `path` as svg, png or pdf."""
     figure = _layered_figure(dot_source)
     FigureCanvasAgg(figure)
-    with matplotlib.rc_context({"svg.fonttype": "path"}):
+    # SVG text stays text (searchable, selectable, and small), as in Graphviz's own SVG.
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
         figure.savefig(path, format=format, dpi=110)
 
 
