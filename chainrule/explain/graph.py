@@ -121,26 +121,27 @@ class Drawing:
         visible = [v for v in recorded.vertices if v.visible and _drawn(v)]
         self.grouped = len(visible) > GROUP_ABOVE if group is None else bool(group)
         self.on_path = _on_path(recorded, targets)
-        self.source = self._dot_grouped(modules) if self.grouped else self._dot(visible)
+        # The drawing as (name, attributes) nodes and (source, target, attributes) edges, which
+        # the built-in layout draws directly, and as the DOT text `dot` and the browser read.
+        parts = self._grouped_parts(modules) if self.grouped else self._parts(visible)
+        self._nodes, self._edges = parts
+        self.source = _dot_source(*parts)
 
-    # ---- DOT --------------------------------------------------------------------------------
-    def _dot(self, visible):
+    # ---- nodes and edges --------------------------------------------------------------------
+    def _parts(self, visible):
         rec = self.recorded
-        lines = _header()
+        nodes, edges = [], []
         for v in visible:
-            lines.append(f"  {_id(v)} [{_attrs(self._node_style(v))}];")
+            nodes.append((_id(v), self._node_style(v)))
         for v in visible:
             if v.kind != "op":
                 continue
             for producer, formula, value, raw in _visible_inputs(rec, v):
                 if not _drawn(producer):
                     continue
-                lines.append(
-                    f"  {_id(producer)} -> {_id(v)} "
-                    f"[{_attrs(self._edge_style(v, producer, formula, value, raw))}];"
-                )
-        lines.append("}")
-        return "\n".join(lines)
+                style = self._edge_style(v, producer, formula, value, raw)
+                edges.append((_id(producer), _id(v), style))
+        return nodes, edges
 
     def _node_style(self, v):
         title = v.name
@@ -202,18 +203,18 @@ class Drawing:
                 style.update(color=_GREY, fontcolor=_GREY)
         return style
 
-    def _dot_grouped(self, modules):
+    def _grouped_parts(self, modules):
         """One box per module (or per chain of operations), edges between boxes with shapes."""
         rec = self.recorded
         owner = _groups(rec, modules)
-        lines = _header()
+        nodes, edges = [], []
         members = {}
         for v in rec.vertices:
             if _drawn(v):
                 members.setdefault(owner[v], []).append(v)
         for key, vs in members.items():
             if isinstance(key, Vertex):
-                lines.append(f"  {_id(key)} [{_attrs(self._node_style(key))}];")
+                nodes.append((_id(key), self._node_style(key)))
                 continue
             ops = [v for v in vs if v.kind == "op"]
             last = max(ops, key=lambda v: v.index) if ops else vs[-1]
@@ -241,7 +242,7 @@ class Drawing:
                     style.update(color=_HIGHLIGHT, penwidth="3")
                 else:
                     style.update(color=_GREY, fontcolor=_GREY)
-            lines.append(f"  {_group_id(key)} [{_attrs(style)}];")
+            nodes.append((_group_id(key), style))
         seen = set()
         for v in rec.op_vertices():
             for _, item in v.inputs:
@@ -259,9 +260,8 @@ class Drawing:
                 if self.targets:
                     on = item in self.on_path and v in self.on_path
                     style.update(color=_HIGHLIGHT if on else _GREY, penwidth="3" if on else "1")
-                lines.append(f"  {_group_id(a)} -> {_group_id(b)} [{_attrs(style)}];")
-        lines.append("}")
-        return "\n".join(lines)
+                edges.append((_group_id(a), _group_id(b), style))
+        return nodes, edges
 
     # ---- rendering --------------------------------------------------------------------------
     def pipe(self, format="svg"):  # noqa: A002 - graphviz's name
@@ -293,7 +293,7 @@ class Drawing:
                 f"cannot draw {path} as {fmt!r} without Graphviz's `dot`: the built-in layout "
                 f"writes {', '.join(render.LAYERED_FORMATS)} (or .dot for the source)"
             )
-        render.draw_layered(self.source, path, fmt)
+        render.draw_layered_graph(self._nodes, self._edges, path, fmt, left_to_right=True)
         _note_builtin_layout()
         return path
 
@@ -321,13 +321,17 @@ def _note_builtin_layout():
     print(f"note: {INSTALL_HINT}", file=sys.stderr)
 
 
-def _header():
-    return [
+def _dot_source(nodes, edges):
+    lines = [
         "digraph chainrule {",
         '  graph [rankdir=LR, nodesep=0.35, ranksep=0.6, fontname="Helvetica", bgcolor="white"];',
         '  node [fontname="Helvetica"];',
         '  edge [fontname="Helvetica"];',
     ]
+    lines += [f"  {_dot_id(name)} [{_attrs(style)}];" for name, style in nodes]
+    lines += [f"  {_dot_id(a)} -> {_dot_id(b)} [{_attrs(style)}];" for a, b, style in edges]
+    lines.append("}")
+    return "\n".join(lines)
 
 
 def _drawn(v):
@@ -444,7 +448,11 @@ def _id(v):
 def _group_id(key):
     if isinstance(key, Vertex):
         return _id(key)
-    return '"group:' + key.replace('"', "'") + '"'
+    return "group:" + key.replace('"', "'")
+
+
+def _dot_id(name):
+    return name if name.isidentifier() else f'"{name}"'
 
 
 def _attrs(style):
