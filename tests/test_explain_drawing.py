@@ -9,9 +9,11 @@ import xml.etree.ElementTree as ET
 
 import matplotlib.image
 import numpy as np
+import PIL.Image
 import pytest
 from test_explain import slides
 
+import chainrule as cr
 from chainrule import explain
 from chainrule.explain import render
 
@@ -125,3 +127,13 @@ def test_report_with_dot_inlines_its_svg_and_no_renderer(tmp_path):
         tmp_path / "r.html", graph=explain.graph(loss, highlight=t["w1"])
     ).read_text()
     assert "<svg" in page and "<script" not in page and "digraph" not in _visible_markup(page)
+
+
+def test_a_long_graph_s_png_stays_within_what_a_bitmap_can_hold(tmp_path, without_dot):
+    x = cr.tensor(0.5, dtype=cr.float64, requires_grad=True, name="x")
+    h = x
+    for _ in range(150):
+        h = cr.tanh(h)
+    png = explain.graph(h, highlight=x, group=False).save(tmp_path / "g.png")
+    width, height = PIL.Image.open(png).size
+    assert abs(max(width, height) - render._MAX_PIXELS) <= 1 and width > 10 * height
