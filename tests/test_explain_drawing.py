@@ -82,6 +82,12 @@ def test_saving_an_unknown_format_without_dot_names_the_formats_it_can_write(tmp
     assert not (tmp_path / "g.jpg").exists()
 
 
+def test_piping_through_dot_without_dot_says_what_draws_instead_and_how_to_install(without_dot):
+    loss, _ = slides()
+    with pytest.raises(RuntimeError, match=r"pipe\('png'\) needs .*save\(\).*apt-get install"):
+        explain.graph(loss).pipe("png")
+
+
 def test_jupyter_without_dot_draws_the_graph_in_the_page(without_dot):
     loss, t = slides()
     g = explain.graph(loss, highlight=t["w1"])

@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 import chainrule as cr
+from chainrule import explain
 
 
 def chain(x, n, factor=1.0):
@@ -130,20 +131,19 @@ def _deep_mlp(layers=333, width=8):
 def test_a_1000_node_graph_is_explained_and_drawn_without_dot_in_bounded_time(
     tmp_path, without_dot
 ):
-    from chainrule import explain
-
     loss, weights = _deep_mlp()
-    start = time.perf_counter()
+    start = time.process_time()
     derivation = explain.paths(loss, weights[0])
     drawing = explain.graph(derivation.recorded, highlight=weights[0])
     svg = drawing.save(tmp_path / "g.svg").read_text()
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert len(derivation.recorded.op_vertices()) >= 1000 and drawing.grouped
     # one box per layer (its matmul, add and tanh, with its weight; the last one's chain runs on
     # to the loss's square), and the loss
     for name in ("matmul1 … tanh1", "matmul332 … tanh332", "loss"):
         assert f">{name}<" in svg, name
     assert svg.count(">3 ops, 64 parameters<") == 332
-    # bench/bench_explain.py holds the 2 s target on a quiet machine; this bound only catches a
-    # layout that has gone quadratic, on a machine busy with other work.
-    assert elapsed < 10, f"explain + draw without dot: {elapsed:.2f} s"
+    # bench/bench_explain.py holds the 2 s target on a quiet machine (about 1.3 s here). This
+    # counts CPU time, which other work on a busy machine inflates less than the clock, and
+    # its bound only catches a layout that has gone quadratic.
+    assert elapsed < 6, f"explain + draw without dot: {elapsed:.2f} s of CPU time"

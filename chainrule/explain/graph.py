@@ -23,10 +23,13 @@ from .recorded import Recorded, Vertex
 # Past this many nodes a drawing groups operations by module (or by chains of operations).
 GROUP_ABOVE = 200
 
+_GET_GRAPHVIZ = (
+    "install it with `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS) "
+    "or from https://graphviz.org/download/"
+)
 INSTALL_HINT = (
     "Graphviz's `dot` program is not installed, so graphs are drawn with chainrule's built-in "
-    "layered layout; for Graphviz's own layout install it with `apt-get install graphviz` "
-    "(Debian/Ubuntu), `brew install graphviz` (macOS) or from https://graphviz.org/download/"
+    "layered layout; for Graphviz's own layout " + _GET_GRAPHVIZ
 )
 
 _HIGHLIGHT = "#d9480f"
@@ -265,10 +268,14 @@ class Drawing:
 
     # ---- rendering --------------------------------------------------------------------------
     def pipe(self, format="svg"):  # noqa: A002 - graphviz's name
-        """The drawing rendered by `dot` as bytes; RuntimeError with the install hint without it."""
+        """The drawing rendered by `dot` as bytes; RuntimeError saying how to install it without
+        it."""
         dot = shutil.which("dot")
         if dot is None:
-            raise RuntimeError(INSTALL_HINT)
+            raise RuntimeError(
+                f"Drawing.pipe({format!r}) needs Graphviz's `dot` program, which is not installed "
+                "(save() draws svg, png and pdf without it); " + _GET_GRAPHVIZ
+            )
         result = subprocess.run(
             [dot, f"-T{format}"], input=self.source.encode(), capture_output=True, timeout=120
         )
@@ -298,7 +305,7 @@ class Drawing:
         return path
 
     def svg(self):
-        """The drawing as SVG text, by `dot` (RuntimeError with the install hint without it)."""
+        """The drawing as SVG text, by `dot` (RuntimeError saying how to install it without it)."""
         return self.pipe("svg").decode()
 
     def _repr_svg_(self):
