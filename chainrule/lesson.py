@@ -228,7 +228,8 @@ def run_demo(out_dir="chainrule-demo", echo=print):
         lesson_net, grid, out / "fit_b3.png", "The lesson's fit with b3 found by gradient descent"
     )
     drawing = explain.graph(loss, highlight=p["b3"])
-    graph_path = drawing.save(out / "lesson_graph.svg")
+    # Drawn by Graphviz's dot where it is installed, by the built-in layered layout otherwise.
+    graph_paths = [drawing.save(out / "lesson_graph.svg"), drawing.save(out / "lesson_graph.png")]
 
     # ---- (b) all seven parameters ---------------------------------------------------------
     say("")
@@ -279,7 +280,10 @@ def run_demo(out_dir="chainrule-demo", echo=print):
         say(f"dLoss/d{name} vs the old-fashioned {text.replace('*', ' ')}: {verdict}")
     results.update(slides=slides, symbolic=sym, symbolic_checks=checks)
     slides_graph = explain.graph(slides_loss, highlight=t["w1"])
-    slides_graph_path = slides_graph.save(out / "slides_graph.svg")
+    graph_paths += [
+        slides_graph.save(out / "slides_graph.svg"),
+        slides_graph.save(out / "slides_graph.png"),
+    ]
 
     report = explain.write_report(
         out / "report.html",
@@ -287,7 +291,7 @@ def run_demo(out_dir="chainrule-demo", echo=print):
         intro="The lesson's network fitted to three points, and the slides' two-input model.",
         derivations=[derivation, slides],
         symbolic=sym,
-        graph=drawing,
+        graph=[drawing, slides_graph],
         trace=trace,
         figures=[
             ("SSR against b3", fig_b3),
@@ -301,8 +305,7 @@ def run_demo(out_dir="chainrule-demo", echo=print):
     say("")
     say(f"Wrote pictures and the report to {out.resolve()}:")
     for name in (
-        graph_path,
-        slides_graph_path,
+        *graph_paths,
         "ssr_vs_b3.png",
         "b3_loss.png",
         "fit_b3.png",

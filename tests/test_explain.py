@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -216,19 +215,6 @@ def test_graph_saves_svg_png_and_pdf(tmp_path):
     assert g.save(tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert g.save(tmp_path / "g.pdf").read_bytes()[:5] == b"%PDF-"
     assert "<svg" in g._repr_svg_()
-
-
-def test_graph_without_dot_writes_the_dot_source_and_says_how_to_install(
-    tmp_path, monkeypatch, capsys
-):
-    loss, t = slides()
-    g = explain.graph(loss)
-    monkeypatch.setattr(shutil, "which", lambda name: None)
-    written = g.save(tmp_path / "g.svg")
-    assert written.suffix == ".dot" and written.read_text() == g.source
-    out = capsys.readouterr().out
-    assert len(out.strip().splitlines()) == 1 and "apt-get install graphviz" in out
-    assert g._repr_svg_() is None and "apt-get install graphviz" in g._repr_html_()
 
 
 def _mlp(layers=110, width=4):

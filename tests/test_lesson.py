@@ -99,6 +99,20 @@ def test_demo_writes_its_pictures_and_report_and_says_where(demo):
     assert page.count("data:image/png;base64,") == 5 and "<svg" in page
 
 
+def test_demo_without_dot_draws_its_graphs_as_pictures_and_in_the_report(tmp_path, without_dot):
+    lines = []
+    lesson.run_demo(out_dir=tmp_path, echo=lines.append)
+    for name in ("lesson_graph", "slides_graph"):
+        svg = (tmp_path / f"{name}.svg").read_text()
+        assert "<svg" in svg and "digraph" not in svg, name
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert not (tmp_path / f"{name}.dot").exists()
+    assert ">SSR<" in (tmp_path / "lesson_graph.svg").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert page.count('data-renderer="viz.js"') == 2 and "<pre>digraph" not in page
+    assert "lesson_graph.png" in "\n".join(lines)
+
+
 def test_run_b3_descent_still_prints_the_lesson(capsys):
     final = lesson.run_b3_descent()
     out = capsys.readouterr().out

@@ -1,6 +1,7 @@
-"""Self-contained HTML reports: derivations, the graph (inline SVG), the step table and plots
-(inline base64 PNG). Nothing in the page is fetched from the network: no scripts, no fonts, no
-external style sheets or images."""
+"""Self-contained HTML reports: derivations, the graph, the step table and plots (inline base64
+PNG). The graph is inline SVG from Graphviz's `dot`, or where `dot` is missing, laid out in the page
+by Graphviz compiled to WebAssembly (`render.browser_html`), shipped in the page itself. Nothing in
+the page is fetched from the network: no fonts, no external scripts, style sheets or images."""
 
 import base64
 import html
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import render
 from .trace import figure_png
 
 _STYLE = """
@@ -42,9 +44,9 @@ def write_report(
     """Write one HTML file with everything inline and return its path.
 
     derivations: `paths(...)` results; symbolic: a `symbolic(...)` result; graph: a `graph(...)`
-    drawing; trace: a `Trace`; figures: matplotlib figures or (caption, figure) pairs; text:
-    (heading, preformatted text) pairs for anything else (for example a demo's printout).
-    """
+    drawing, or a list of them; trace: a `Trace`; figures: matplotlib figures or (caption, figure)
+    pairs; text: (heading, preformatted text) pairs for anything else (for example a demo's
+    printout)."""
     parts = [f"<h1>{html.escape(title)}</h1>"]
     if intro:
         parts.append(f"<p>{html.escape(intro)}</p>")
@@ -55,9 +57,11 @@ def write_report(
     if symbolic is not None:
         parts.append("<h2>The same derivatives, symbolically (SymPy)</h2>")
         parts.append(f"<pre>{html.escape(str(symbolic))}</pre>")
-    if graph is not None:
+    drawings = [] if graph is None else list(graph) if isinstance(graph, list | tuple) else [graph]
+    if drawings:
         parts.append("<h2>The computational graph</h2>")
-        parts.append(_graph_html(graph))
+        for i, drawing in enumerate(drawings):
+            parts.append(_graph_html(drawing, first_in_page=i == 0))
     if trace is not None and len(trace):
         parts.append("<h2>Gradient descent, step by step</h2>")
         parts.append(trace.html_table(max_rows=table_rows))
@@ -84,14 +88,10 @@ def write_report(
     return path
 
 
-def _graph_html(drawing):
+def _graph_html(drawing, first_in_page=True):
     if shutil.which("dot") is None:
-        from .graph import INSTALL_HINT
-
-        return (
-            f'<p class="note">{html.escape(INSTALL_HINT)}</p>'
-            f"<pre>{html.escape(drawing.source)}</pre>"
-        )
+        # The WebAssembly renderer (about 1.3 MB) goes in once, with the page's first graph.
+        return render.browser_html(drawing.source, include_library=first_in_page)
     svg = drawing.svg()
     # The SVG goes in as markup; its XML prologue and DOCTYPE are not allowed inside HTML.
     start = svg.find("<svg")
