@@ -19,7 +19,6 @@ from pathlib import Path as _FilePath
 
 import numpy as np
 
-from ..engine.op import IDENTITY, LOCAL, NEGATE
 from . import expr
 from .graph import Drawing, _id, _summary
 from .paths import _shapes, format_array
@@ -165,7 +164,9 @@ class Arrival:
         rows = []
         share = [total_name, " = "] if self.count == 1 else ["this path's share = "]
         if self.matrix:
-            rows.append(("rule", share + [Formula(self.local), f"   (g_{v} = ", D(output_name, v), ")"]))
+            rows.append(
+                ("rule", share + [Formula(self.local), f"   (g_{v} = ", D(output_name, v), ")"])
+            )
             rows.append(("shapes", [self.shapes]))
             rows.append(("value", share + [Number(self.contribution, strong=self.count == 1)]))
         else:
@@ -324,7 +325,9 @@ class Steps:
         name = self.output.name
         rows = [("incoming gradient", self._incoming(step))]
         for a in step.arrivals:
-            rows.append((f"to {a.target.name}" + (" (a leaf)" if a.target.kind == "leaf" else ""), None))
+            rows.append(
+                (f"to {a.target.name}" + (" (a leaf)" if a.target.kind == "leaf" else ""), None)
+            )
             rows += a.rows(name)
         if not step.arrivals:
             rows.append(("", ["nothing flows on: its inputs are constants"]))
@@ -390,14 +393,15 @@ class Steps:
             parts = [
                 f'<h3>Step {step.number} of {total}: <span class="cr-name">{html.escape(v.name)}'
                 f"</span> = {html.escape(expr.to_text(v.expr))}</h3>",
-                f'<p class="cr-op">{html.escape(_op_label(v))}; value '
-                f"{Number(v.value).html()}</p>",
+                f'<p class="cr-op">{html.escape(_op_label(v))}; value {Number(v.value).html()}</p>',
                 f'<p class="cr-why">{_why(step, self.output.name)}</p>',
                 '<table class="cr-rows">',
             ]
             for label, tokens in self._step_rows(step):
                 if tokens is None:
-                    parts.append(f'<tr class="cr-to"><th colspan="2">{html.escape(label)}</th></tr>')
+                    parts.append(
+                        f'<tr class="cr-to"><th colspan="2">{html.escape(label)}</th></tr>'
+                    )
                 else:
                     parts.append(
                         f'<tr><td class="cr-label">{html.escape(label)}</td>'
@@ -496,9 +500,7 @@ class Steps:
         page = (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"/>'
             f"<title>{html.escape(title)}</title><style>{_PAGE_STYLE}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1>"
-            + self.html(standalone=True)
-            + "</body></html>\n"
+            f"<h1>{html.escape(title)}</h1>" + self.html(standalone=True) + "</body></html>\n"
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page, encoding="utf-8")
