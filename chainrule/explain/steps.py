@@ -586,7 +586,7 @@ function chainruleSteps(root, standalone) {
   var pages = data.pages, page = 0;
   var panel = root.querySelector('.cr-panel'), counter = root.querySelector('.cr-counter');
   var back = root.querySelector('.cr-back'), next = root.querySelector('.cr-next');
-  var leafTable = root.querySelector('.cr-leaves');
+  var leafTable = root.querySelector('.cr-leaves'), holder = root.querySelector('.cr-graph');
   var nodes = {}, edges = {}, gradTexts = {}, leafCells = {}, leafRows = {};
   data.leaves.forEach(function (leaf) {
     var row = document.createElement('tr'), name = document.createElement('td');
@@ -603,7 +603,7 @@ function chainruleSteps(root, standalone) {
       g.querySelectorAll('text').forEach(function (t) {
         if (t.textContent.indexOf('grad ') !== 0) return;
         // Graphviz places label lines by their start; the running value is centred instead.
-        var box = g.getBBox();
+        var box = g.querySelector('path, polygon, ellipse').getBBox();
         t.setAttribute('text-anchor', 'middle');
         t.setAttribute('x', String(box.x + box.width / 2));
         gradTexts[id] = t;
@@ -635,6 +635,10 @@ function chainruleSteps(root, standalone) {
     }
     var current = pages[page].node;
     if (current) state[current] = 'cr-current';
+    if (current && nodes[current]) {
+      var box = nodes[current].getBoundingClientRect(), view = holder.getBoundingClientRect();
+      holder.scrollLeft += box.left + box.width / 2 - (view.left + view.width / 2);
+    }
     for (id in nodes) {
       var isConstant = !(id in gradTexts);
       setClass(nodes[id], isConstant ? 'cr-constant' : (state[id] || 'cr-todo'));
@@ -666,11 +670,17 @@ function chainruleSteps(root, standalone) {
     if (event.key === 'ArrowRight') { show(page + 1); event.preventDefault(); }
     if (event.key === 'ArrowLeft') { show(page - 1); event.preventDefault(); }
   });
-  var holder = root.querySelector('.cr-graph');
   function attach() {
     var svg = holder.querySelector('svg');
     if (!svg || root.getAttribute('data-graph') === 'drawn') return !!svg;
     indexGraph(svg);
+    // A wide graph shrunk to the page's width would be unreadable: past a point it keeps a
+    // readable size and scrolls, following the node being processed.
+    var natural = svg.viewBox.baseVal.width * 4 / 3;
+    if (natural && holder.clientWidth / natural < 0.65) {
+      svg.style.maxWidth = 'none';
+      svg.style.width = Math.round(natural * 0.8) + 'px';
+    }
     root.setAttribute('data-graph', 'drawn');
     show(page);
     return true;
