@@ -210,13 +210,8 @@ def test_page_is_self_contained_with_one_panel_per_step_and_the_graph_source(tmp
     assert '<meta charset="utf-8"/>' in page  # the embedded WebAssembly needs the page in UTF-8
     assert not re.search(r"<(script|img|link|iframe)[^>]+(src|href)=", page)
     assert "@import" not in page
-    data = json.loads(
-        html.unescape(
-            re.search(r'<script type="application/json" class="cr-data">(.*?)</script>', page)
-            .group(1)
-            .replace("<\\/", "</")
-        )
-    )
+    found = re.search(r'<script type="application/json" class="cr-data">(.*?)</script>', page)
+    data = json.loads(found.group(1))
     assert len(data["pages"]) == len(s.steps) + 2
     assert [p["label"] for p in data["pages"]][:2] == ["start", "step 1 of 6"]
     assert 'class="cr-next"' in page and 'class="cr-back"' in page
@@ -258,7 +253,8 @@ window.addEventListener('load', function () {
     root.querySelectorAll('g.node').forEach(function (g) {
       var texts = Array.prototype.map.call(g.querySelectorAll('text'), function (t) {
         return t.textContent; });
-      if (texts[0] === name) found = texts.filter(function (t) { return t.indexOf('grad ') === 0; })[0];
+      if (texts[0] !== name) return;
+      found = texts.filter(function (t) { return t.indexOf('grad ') === 0; })[0];
     });
     return found;
   }

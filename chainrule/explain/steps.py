@@ -22,7 +22,7 @@ import numpy as np
 from . import expr
 from .graph import Drawing, _id, _summary
 from .paths import _shapes, format_array
-from .recorded import Recorded
+from .recorded import Recorded, Vertex
 from .render import browser_html
 
 # A leaf's full-precision values travel in the page (for checking what it shows) up to this size.
@@ -40,7 +40,7 @@ def steps(output, gradient=None, *, names=None):
     return Steps(recorded)
 
 
-class D:
+class _DerivativeName:
     """A derivative's name, d top / d bottom, in the slides' notation."""
 
     __slots__ = ("top", "bottom")
@@ -58,7 +58,7 @@ class D:
         )
 
 
-class Number:
+class _Number:
     """A value in a line: written out (or summarised) from the array."""
 
     __slots__ = ("value", "strong")
@@ -74,7 +74,9 @@ class Number:
         return f'<span class="{cls}">{html.escape(self.text())}</span>'
 
 
-class Formula:
+class _Formula:
+    """A formula in the user's names, as `expr` writes it."""
+
     __slots__ = ("source",)
 
     def __init__(self, source):
@@ -87,7 +89,7 @@ class Formula:
         return f'<span class="cr-formula">{html.escape(self.source)}</span>'
 
 
-class Times:
+class _Times:
     """The product sign: `*` in text (as `paths` writes it), `×` on the page."""
 
     __slots__ = ()
@@ -99,7 +101,7 @@ class Times:
         return " \N{MULTIPLICATION SIGN} "
 
 
-TIMES = Times()
+TIMES = _Times()
 
 
 def _line_text(tokens):
@@ -160,29 +162,40 @@ class Arrival:
     def rows(self, output_name):
         """(label, tokens) lines for this arrival."""
         v, u = self.source.name, self.target.name
-        total_name = D(output_name, u)
+        total_name = _DerivativeName(output_name, u)
         rows = []
         share = [total_name, " = "] if self.count == 1 else ["this path's share = "]
         if self.matrix:
             rows.append(
-                ("rule", share + [Formula(self.local), f"   (g_{v} = ", D(output_name, v), ")"])
+                (
+                    "rule",
+                    share
+                    + [_Formula(self.local), f"   (g_{v} = ", _DerivativeName(output_name, v), ")"],
+                )
             )
             rows.append(("shapes", [self.shapes]))
-            rows.append(("value", share + [Number(self.contribution, strong=self.count == 1)]))
+            rows.append(("value", share + [_Number(self.contribution, strong=self.count == 1)]))
         else:
-            local = [D(v, u), " = ", Formula(self.local)]
+            local = [_DerivativeName(v, u), " = ", _Formula(self.local)]
             value_text = format_array(self.local_value)
             if value_text != self.local:
-                local += [" = ", Number(self.local_value)]
+                local += [" = ", _Number(self.local_value)]
             rows.append(("local", local))
             sigma = "\N{GREEK CAPITAL LETTER SIGMA} " if self.note else ""
             rows.append(
                 (
                     "product",
                     share
-                    + [sigma, D(output_name, v), TIMES, D(v, u), " = ", sigma]
-                    + [Number(self.incoming), TIMES, Number(self.local_value), " = "]
-                    + [Number(self.contribution, strong=self.count == 1)],
+                    + [
+                        sigma,
+                        _DerivativeName(output_name, v),
+                        TIMES,
+                        _DerivativeName(v, u),
+                        " = ",
+                        sigma,
+                    ]
+                    + [_Number(self.incoming), TIMES, _Number(self.local_value), " = "]
+                    + [_Number(self.contribution, strong=self.count == 1)],
                 )
             )
             if np.shape(self.contribution) != np.shape(self.incoming) and not self.note:
@@ -192,16 +205,22 @@ class Arrival:
             rows.append(("", [f"({self.note})"]))
         if self.count > 1:
             if self.before is None:
-                tokens = [total_name, " so far = ", Number(self.total)]
+                tokens = [total_name, " so far = ", _Number(self.total)]
             else:
-                tokens = [total_name, " = ", Number(self.before), " + ", Number(self.contribution)]
-                tokens += [" = ", Number(self.total, strong=self.complete)]
+                tokens = [
+                    total_name,
+                    " = ",
+                    _Number(self.before),
+                    " + ",
+                    _Number(self.contribution),
+                ]
+                tokens += [" = ", _Number(self.total, strong=self.complete)]
             where = f"   (path {self.number} of {self.count} into {u}"
             tokens.append(where + ("; complete)" if self.complete else "; more to come)"))
             rows.append(("sum", tokens))
         if self.target.kind == "leaf":
             state = "" if self.complete else " so far"
-            rows.append((".grad", [f"{u}.grad{state} = ", Number(self.total, strong=True)]))
+            rows.append((".grad", [f"{u}.grad{state} = ", _Number(self.total, strong=True)]))
         return rows
 
 
@@ -224,10 +243,10 @@ class Step:
         )
 
 
-def _why(step, output_name):
+def _why(step):
     """What this step does, in a sentence for the learner (HTML)."""
     v = step.vertex.name
-    if step.vertex.node is not None and len(step.received) > 1:
+    if len(step.received) > 1:
         ready = f"all {len(step.received)} paths into {html.escape(v)} have arrived and are summed"
     else:
         ready = f"the gradient at {html.escape(v)} is complete"
@@ -246,12 +265,10 @@ def _why(step, output_name):
 
 def _op_label(v):
     """The op, and for a layer-sized one its inputs' shapes (a matrix product reads by shape)."""
-    shapes = [np.shape(item.value) for _, item in v.inputs if hasattr(item, "value")]
-    if all(len(s) == 0 for s in shapes) and np.ndim(v.value) == 0:
+    inputs = [item for _, item in v.inputs if isinstance(item, Vertex)]
+    if all(np.ndim(item.value) == 0 for item in inputs) and np.ndim(v.value) == 0:
         return v.node.op.name
-    parts = ", ".join(
-        f"{item.short()} {np.shape(item.value)}" for _, item in v.inputs if hasattr(item, "value")
-    )
+    parts = ", ".join(f"{item.short()} {np.shape(item.value)}" for item in inputs)
     return f"{v.node.op.name}: {parts} -> {np.shape(v.value)}"
 
 
@@ -334,7 +351,11 @@ class Steps:
         return rows
 
     def _incoming(self, step):
-        tokens = [D(self.output.name, step.vertex.name), " = ", Number(step.incoming)]
+        tokens = [
+            _DerivativeName(self.output.name, step.vertex.name),
+            " = ",
+            _Number(step.incoming),
+        ]
         if len(step.received) > 1:
             tokens.append(f"   (the sum of the {len(step.received)} paths that met here)")
         elif step.vertex is self.output:
@@ -380,11 +401,12 @@ class Steps:
     def _panels(self):
         """The panel of every page: the start, one per step, the end."""
         start = self._start_lines()
+        name = self.output.name
         panels = [
             "<h3>Start</h3>"
             + "".join(f"<p>{html.escape(line)}</p>" for line in start[:2])
-            + f"<p>Backward seeds the output: {D(self.output.name, self.output.name).html()} = "
-            + f"{Number(self.seed, strong=True).html()}</p>"
+            + f"<p>Backward seeds the output: {_DerivativeName(name, name).html()} = "
+            + f"{_Number(self.seed, strong=True).html()}</p>"
             + "<p>Press <b>Next</b> (or →) to follow the gradient back through the graph.</p>"
         ]
         total = len(self.steps)
@@ -393,8 +415,9 @@ class Steps:
             parts = [
                 f'<h3>Step {step.number} of {total}: <span class="cr-name">{html.escape(v.name)}'
                 f"</span> = {html.escape(expr.to_text(v.expr))}</h3>",
-                f'<p class="cr-op">{html.escape(_op_label(v))}; value {Number(v.value).html()}</p>',
-                f'<p class="cr-why">{_why(step, self.output.name)}</p>',
+                f'<p class="cr-op">{html.escape(_op_label(v))}; value '
+                f"{_Number(v.value).html()}</p>",
+                f'<p class="cr-why">{_why(step)}</p>',
                 '<table class="cr-rows">',
             ]
             for label, tokens in self._step_rows(step):
@@ -420,8 +443,6 @@ class Steps:
         return panels
 
     def _page_data(self):
-        name = self.output.name
-        out_id = _id(self.output)
         pages = [
             {
                 "node": None,
@@ -446,8 +467,6 @@ class Steps:
         for page, panel, label in zip(pages, self._panels(), labels, strict=True):
             page["panel"], page["label"] = panel, label
         return {
-            "output": out_id,
-            "title": f"d{name}",
             "leaves": [{"id": _id(v), "name": v.name} for v in self.leaves],
             "pages": pages,
         }
@@ -534,8 +553,8 @@ _STYLE = """
   overflow-x: auto; background: white; }
 .cr-steps .cr-graph svg { max-width: 100%; height: auto; display: block; margin: 0 auto; }
 .cr-steps .cr-columns { display: flex; gap: 16px; margin-top: 12px; align-items: flex-start; }
-.cr-steps .cr-panel { flex: 3; border: 1px solid #dee2e6; border-radius: 6px; padding: 4px 14px 10px;
-  background: #f8f9fa; min-height: 160px; }
+.cr-steps .cr-panel { flex: 3; border: 1px solid #dee2e6; border-radius: 6px;
+  padding: 4px 14px 10px; background: #f8f9fa; min-height: 160px; }
 .cr-steps .cr-side { flex: 1; min-width: 220px; border: 1px solid #dee2e6; border-radius: 6px;
   padding: 4px 14px 10px; }
 .cr-steps h3 { font-size: 16px; margin: 10px 0 6px; }
@@ -615,8 +634,8 @@ function chainruleSteps(root, standalone) {
     });
   }
   function setClass(g, name) {
-    ['cr-constant', 'cr-todo', 'cr-partial', 'cr-ready', 'cr-current', 'cr-done', 'cr-active', 'cr-flowed',
-     'cr-waiting'].forEach(function (c) { g.classList.remove(c); });
+    ['cr-constant', 'cr-todo', 'cr-partial', 'cr-ready', 'cr-current', 'cr-done', 'cr-active',
+     'cr-flowed', 'cr-waiting'].forEach(function (c) { g.classList.remove(c); });
     if (name) g.classList.add(name);
   }
   function show(k) {
