@@ -288,6 +288,7 @@ def run_demo(out_dir="chainrule-demo", echo=print):
         derivations=[derivation, slides],
         symbolic=sym,
         graph=drawing,
+        steps=explain.steps(slides_loss),
         trace=trace,
         figures=[
             ("SSR against b3", fig_b3),
