@@ -292,6 +292,7 @@ def run_demo(out_dir="chainrule-demo", echo=print):
         derivations=[derivation, slides],
         symbolic=sym,
         graph=[drawing, slides_graph],
+        steps=explain.steps(slides_loss),
         trace=trace,
         figures=[
             ("SSR against b3", fig_b3),

@@ -97,6 +97,7 @@ def test_demo_writes_its_pictures_and_report_and_says_where(demo):
     assert str(out.resolve()) in text
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 5 and "<svg" in page
+    assert page.count('<div class="cr-steps"') == 1  # the slides' backward pass, step by step
 
 
 def test_demo_without_dot_draws_its_graphs_as_pictures_and_in_the_report(tmp_path, without_dot):

@@ -36,6 +36,7 @@ def write_report(
     derivations=(),
     symbolic=None,
     graph=None,
+    steps=None,
     trace=None,
     figures=(),
     text=(),
@@ -46,7 +47,8 @@ def write_report(
     derivations: `paths(...)` results; symbolic: a `symbolic(...)` result; graph: a `graph(...)`
     drawing, or a list of them; trace: a `Trace`; figures: matplotlib figures or (caption, figure)
     pairs; text: (heading, preformatted text) pairs for anything else (for example a demo's
-    printout)."""
+    printout); steps: a `steps(...)` result, the backward pass to step through with Next and Back.
+    """
     parts = [f"<h1>{html.escape(title)}</h1>"]
     if intro:
         parts.append(f"<p>{html.escape(intro)}</p>")
@@ -62,6 +64,9 @@ def write_report(
         parts.append("<h2>The computational graph</h2>")
         for i, drawing in enumerate(drawings):
             parts.append(_graph_html(drawing, first_in_page=i == 0))
+    if steps is not None:
+        parts.append("<h2>Backpropagation, step by step</h2>")
+        parts.append(steps.html(standalone=True))
     if trace is not None and len(trace):
         parts.append("<h2>Gradient descent, step by step</h2>")
         parts.append(trace.html_table(max_rows=table_rows))
