@@ -7,10 +7,13 @@ them is called.
 - `paths(output, wrt)`: every path back to wrt, local derivatives as formulas and numbers.
 - `graph(output, highlight=wrt)`: the Graphviz drawing; `track_modules(model)` for grouping.
 - `symbolic(output, wrt)`: the same derivative with SymPy, checked against direct differentiation.
+- `count_multiplications(output)`: the backward pass's multiplications, against every path
+  multiplied out on its own and against forward mode.
 - `Trace`: gradient-descent steps (a `train.fit` callback, or fed by hand), table, CSV, JSON, plots.
 - `write_report(path, ...)`, `model_report(model, inputs, targets, loss_fn, path)`: HTML reports.
 """
 
+from .counts import Multiplications, count_multiplications
 from .graph import INSTALL_HINT, Drawing, ModuleRecord, graph, track_modules
 from .paths import Derivation, paths
 from .recorded import GraphError
@@ -24,8 +27,10 @@ __all__ = [
     "Drawing",
     "GraphError",
     "ModuleRecord",
+    "Multiplications",
     "Symbolic",
     "Trace",
+    "count_multiplications",
     "graph",
     "model_report",
     "paths",

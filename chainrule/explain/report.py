@@ -23,6 +23,10 @@ table.chainrule-trace th, table.chainrule-trace td { border: 1px solid #dee2e6; 
 .graph svg { max-width: 100%; height: auto; }
 .plots img { max-width: 48%; margin: 4px; border: 1px solid #e9ecef; }
 .note { color: #868e96; font-size: 13px; }
+table.chainrule-counts { border-collapse: collapse; font-size: 13px; margin: 8px 0 16px; }
+table.chainrule-counts caption { text-align: left; font-weight: bold; padding: 4px 0; }
+table.chainrule-counts th, table.chainrule-counts td { border: 1px solid #dee2e6; padding: 2px 8px; }
+table.chainrule-counts td:nth-child(2) { text-align: right; font-family: monospace; }
 """
 
 
@@ -38,12 +42,14 @@ def write_report(
     figures=(),
     text=(),
     table_rows=60,
+    multiplications=(),
 ):
     """Write one HTML file with everything inline and return its path.
 
     derivations: `paths(...)` results; symbolic: a `symbolic(...)` result; graph: a `graph(...)`
     drawing; trace: a `Trace`; figures: matplotlib figures or (caption, figure) pairs; text:
-    (heading, preformatted text) pairs for anything else (for example a demo's printout).
+    (heading, preformatted text) pairs for anything else (for example a demo's printout);
+    multiplications: `count_multiplications(...)` results, or (caption, result) pairs.
     """
     parts = [f"<h1>{html.escape(title)}</h1>"]
     if intro:
@@ -70,6 +76,7 @@ def write_report(
             alt = html.escape(caption or "plot")
             parts.append(f'<img alt="{alt}" title="{alt}" src="data:image/png;base64,{data}"/>')
         parts.append("</div>")
+    parts += _multiplications_html(multiplications)
     for heading, body in text:
         parts.append(f"<h2>{html.escape(heading)}</h2><pre>{html.escape(body)}</pre>")
     page = (
@@ -96,6 +103,24 @@ def _graph_html(drawing):
     # The SVG goes in as markup; its XML prologue and DOCTYPE are not allowed inside HTML.
     start = svg.find("<svg")
     return f'<div class="graph">{svg[start:]}</div>'
+
+
+def _multiplications_html(counts):
+    counts = list(counts)
+    if not counts:
+        return []
+    parts = [
+        "<h2>Calculate once and use many times: the multiplications counted</h2>",
+        '<p class="note">One multiplication is a gradient times one local derivative. The '
+        "backward pass multiplies along each edge once and shares what it got with every path "
+        "that goes on; multiplying out each path on its own, or running forward mode once per "
+        "parameter, repeats that work.</p>",
+    ]
+    for item in counts:
+        caption, result = item if isinstance(item, tuple) else (None, item)
+        title = result.title() if caption is None else f"{caption}: {result.title()}"
+        parts.append(result.html_table(title))
+    return parts
 
 
 def model_report(
