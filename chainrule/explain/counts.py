@@ -125,7 +125,11 @@ class Multiplications:
     def rows(self):
         """(way, multiplications, what they are) for the three ways."""
         return [
-            ("backward pass", self.backward, "each local derivative used once, shared steps reused"),
+            (
+                "backward pass",
+                self.backward,
+                "each local derivative used once, shared steps reused",
+            ),
             (
                 "every path on its own",
                 self.paths,
@@ -142,7 +146,9 @@ class Multiplications:
     def title(self):
         params = ", ".join(name if n == 1 else f"{name}: {n:,}" for name, n in self.leaves)
         number = _plural(self.parameters, "number")
-        return f"The gradient of {self.output_name}, {self.parameters:,} {number} ({params}), costs:"
+        return (
+            f"The gradient of {self.output_name}, {self.parameters:,} {number} ({params}), costs:"
+        )
 
     def lines(self):
         lines = [self.title()]
