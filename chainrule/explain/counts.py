@@ -144,14 +144,16 @@ class Multiplications:
         ]
 
     def title(self):
+        """What is counted: "the gradient of SSR, 7 numbers (w1, b1, ...)"."""
         params = ", ".join(name if n == 1 else f"{name}: {n:,}" for name, n in self.leaves)
         number = _plural(self.parameters, "number")
-        return (
-            f"The gradient of {self.output_name}, {self.parameters:,} {number} ({params}), costs:"
-        )
+        return f"the gradient of {self.output_name}, {self.parameters:,} {number} ({params})"
 
-    def lines(self):
-        lines = [self.title()]
+    def lines(self, caption=None):
+        """The table as text, headed by `caption` where given."""
+        title = self.title()
+        head = f"{caption}: {title}" if caption else title[:1].upper() + title[1:]
+        lines = [head + ", costs:"]
         rows = self.rows()
         width = max(len(way) for way, _, _ in rows)
         digits = max(len(f"{n:,}") for _, n, _ in rows)
@@ -169,7 +171,7 @@ class Multiplications:
         )
 
     def html_table(self, caption=None):
-        head = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+        head = f"<caption>{html.escape(self.lines(caption)[0])}</caption>"
         body = "".join(
             f"<tr><td>{html.escape(way)}</td><td>{n:,}</td><td>{html.escape(how)}</td></tr>"
             for way, n, how in self.rows()
@@ -180,7 +182,7 @@ class Multiplications:
         )
 
     def _repr_html_(self):
-        return self.html_table(self.title())
+        return self.html_table()
 
 
 def _edges(recorded):

@@ -118,8 +118,7 @@ def _multiplications_html(counts):
     ]
     for item in counts:
         caption, result = item if isinstance(item, tuple) else (None, item)
-        title = result.title() if caption is None else f"{caption}: {result.title()}"
-        parts.append(result.html_table(title))
+        parts.append(result.html_table(caption))
     return parts
 
 
