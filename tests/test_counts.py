@@ -342,3 +342,25 @@ def test_counts_in_the_report_are_a_table_of_their_own(tmp_path):
     assert "Calculate once and use many times" in page
     assert page.count('<table class="chainrule-counts">') == 1
     assert "<td>backward pass</td><td>8</td>" in page
+
+
+def test_a_ladder_of_diamonds_doubles_the_paths_at_each_rung_and_not_the_backward_pass():
+    x = cr.tensor(0.7, dtype=cr.float64, requires_grad=True, name="x")
+    h = x
+    for _ in range(30):
+        h = cr.sin(h) + cr.cos(h)
+    counts = count_multiplications(h)
+    # each rung: two ways through (sin or cos), two edges each way
+    assert counts.path_count == 2**30 == cr.explain.paths(h, x, max_paths=1).count
+    assert counts.paths == 60 * 2**30
+    assert counts.backward == counts.forward == 4 * 30
+
+
+def test_counts_past_float64s_range_say_so_rather_than_overflow():
+    x = cr.tensor(0.7, dtype=cr.float64, requires_grad=True, name="x")
+    h = x
+    for _ in range(1100):
+        h = cr.sin(h) + cr.cos(h)
+    counts = count_multiplications(h)
+    assert counts.backward == 4400 and counts.paths == float("inf")
+    assert "more than 10^308 paths" in str(counts)

@@ -31,7 +31,8 @@ each local derivative in turn), and paths are counted between scalars: through a
 neurons, each weight has a path through every output its row feeds. Forward mode counts, for each
 scalar parameter, every edge whose input depends on that parameter's tensor (a pass with dense
 tangents). Ops outside the list above (softmax, var, max pooling, a custom Function) have no rule
-here and raise an error that names them. Counts are exact integers up to 2**53.
+here and raise an error that names them. Counts are exact integers up to 2**53 (and infinity
+past float64's range, for graphs with astronomically many paths).
 """
 
 import html
@@ -101,25 +102,25 @@ class Multiplications:
         seed = np.ones(np.shape(recorded.output.value))
         count = {recorded.output: seed}
         length = {recorded.output: np.zeros_like(seed)}
-        for v, i, u in edges:
-            if v not in count:
-                continue
-            arriving = _pattern(v, i, u, count[v])
-            longer = _pattern(v, i, u, length[v] + count[v])
-            count[u] = count[u] + arriving if u in count else arriving
-            length[u] = length[u] + longer if u in length else longer
+        with np.errstate(over="ignore"):  # past float64's range a count is infinity
+            for v, i, u in edges:
+                if v not in count:
+                    continue
+                arriving = _pattern(v, i, u, count[v])
+                longer = _pattern(v, i, u, length[v] + count[v])
+                count[u] = count[u] + arriving if u in count else arriving
+                length[u] = length[u] + longer if u in length else longer
         self.path_count = sum(_total(count[v]) for v in leaves if v in count)
         self.paths = sum(_total(length[v]) for v in leaves if v in length)
 
-        # Forward mode: each scalar parameter's pass goes through the edges its tensor reaches.
+        # Forward mode: an edge is in the pass of every scalar parameter its input depends on.
         depends = {v: {v} if v.kind == "leaf" else set() for v in recorded.vertices}
         for v in recorded.op_vertices():
             for _, item in v.inputs:
                 if isinstance(item, Vertex):
                     depends[v] |= depends[item]
         self.forward = sum(
-            int(np.size(leaf.value)) * sum(cost[(v, i)] for v, i, u in edges if leaf in depends[u])
-            for leaf in leaves
+            cost[(v, i)] * sum(int(np.size(leaf.value)) for leaf in depends[u]) for v, i, u in edges
         )
 
     def rows(self):
@@ -133,7 +134,8 @@ class Multiplications:
             (
                 "every path on its own",
                 self.paths,
-                f"{self.path_count:,} {_plural(self.path_count, 'path')}, each multiplied out",
+                f"{_format(self.path_count)} {_plural(self.path_count, 'path')}, each multiplied "
+                "out",
             ),
             (
                 "forward mode",
@@ -156,9 +158,9 @@ class Multiplications:
         lines = [head + ", costs:"]
         rows = self.rows()
         width = max(len(way) for way, _, _ in rows)
-        digits = max(len(f"{n:,}") for _, n, _ in rows)
+        digits = max(len(_format(n)) for _, n, _ in rows)
         for way, n, how in rows:
-            lines.append(f"  {way:<{width}}  {n:>{digits},} multiplications  ({how})")
+            lines.append(f"  {way:<{width}}  {_format(n):>{digits}} multiplications  ({how})")
         return lines
 
     def __str__(self):
@@ -173,7 +175,7 @@ class Multiplications:
     def html_table(self, caption=None):
         head = f"<caption>{html.escape(self.lines(caption)[0])}</caption>"
         body = "".join(
-            f"<tr><td>{html.escape(way)}</td><td>{n:,}</td><td>{html.escape(how)}</td></tr>"
+            f"<tr><td>{html.escape(way)}</td><td>{_format(n)}</td><td>{html.escape(how)}</td></tr>"
             for way, n, how in self.rows()
         )
         return (
@@ -241,7 +243,13 @@ def _deliver(v, i, args, out, g):
 
 
 def _total(array):
-    return int(round(float(np.sum(array))))
+    """An array of counts summed, as an int (float infinity past what float64 holds)."""
+    total = float(np.sum(array))
+    return int(round(total)) if np.isfinite(total) else total
+
+
+def _format(n):
+    return f"{n:,}" if np.isfinite(n) else "more than 10^308"
 
 
 def _plural(n, word, plural=None):
