@@ -8,10 +8,13 @@ them is called.
 - `graph(output, highlight=wrt)`: the Graphviz drawing; `track_modules(model)` for grouping.
 - `steps(output)`: the backward pass one node at a time, as text and as a page to step through.
 - `symbolic(output, wrt)`: the same derivative with SymPy, checked against direct differentiation.
+- `count_multiplications(output)`: the backward pass's multiplications, against every path
+  multiplied out on its own and against forward mode.
 - `Trace`: gradient-descent steps (a `train.fit` callback, or fed by hand), table, CSV, JSON, plots.
 - `write_report(path, ...)`, `model_report(model, inputs, targets, loss_fn, path)`: HTML reports.
 """
 
+from .counts import Multiplications, count_multiplications
 from .graph import INSTALL_HINT, Drawing, ModuleRecord, graph, track_modules
 from .paths import Derivation, paths
 from .recorded import GraphError
@@ -26,9 +29,11 @@ __all__ = [
     "Drawing",
     "GraphError",
     "ModuleRecord",
+    "Multiplications",
     "Symbolic",
     "Steps",
     "Trace",
+    "count_multiplications",
     "graph",
     "model_report",
     "paths",

@@ -25,6 +25,10 @@ table.chainrule-trace th, table.chainrule-trace td { border: 1px solid #dee2e6; 
 .graph svg { max-width: 100%; height: auto; }
 .plots img { max-width: 48%; margin: 4px; border: 1px solid #e9ecef; }
 .note { color: #868e96; font-size: 13px; }
+table.chainrule-counts { border-collapse: collapse; font-size: 13px; margin: 8px 0 16px; }
+table.chainrule-counts caption { text-align: left; font-weight: bold; padding: 4px 0; }
+table.chainrule-counts th, table.chainrule-counts td { border: 1px solid #dee2e6; padding: 2px 8px; }
+table.chainrule-counts td:nth-child(2) { text-align: right; font-family: monospace; }
 """
 
 
@@ -41,6 +45,7 @@ def write_report(
     figures=(),
     text=(),
     table_rows=60,
+    multiplications=(),
 ):
     """Write one HTML file with everything inline and return its path.
 
@@ -48,6 +53,7 @@ def write_report(
     drawing, or a list of them; trace: a `Trace`; figures: matplotlib figures or (caption, figure)
     pairs; text: (heading, preformatted text) pairs for anything else (for example a demo's
     printout); steps: a `steps(...)` result, the backward pass to step through with Next and Back.
+    multiplications: `count_multiplications(...)` results, or (caption, result) pairs.
     """
     parts = [f"<h1>{html.escape(title)}</h1>"]
     if intro:
@@ -79,6 +85,7 @@ def write_report(
             alt = html.escape(caption or "plot")
             parts.append(f'<img alt="{alt}" title="{alt}" src="data:image/png;base64,{data}"/>')
         parts.append("</div>")
+    parts += _multiplications_html(multiplications)
     for heading, body in text:
         parts.append(f"<h2>{html.escape(heading)}</h2><pre>{html.escape(body)}</pre>")
     page = (
@@ -101,6 +108,23 @@ def _graph_html(drawing, first_in_page=True):
     # The SVG goes in as markup; its XML prologue and DOCTYPE are not allowed inside HTML.
     start = svg.find("<svg")
     return f'<div class="graph">{svg[start:]}</div>'
+
+
+def _multiplications_html(counts):
+    counts = list(counts)
+    if not counts:
+        return []
+    parts = [
+        "<h2>Calculate once and use many times: the multiplications counted</h2>",
+        '<p class="note">One multiplication is a gradient times one local derivative. The '
+        "backward pass multiplies along each edge once and shares what it got with every path "
+        "that goes on; multiplying out each path on its own, or running forward mode once per "
+        "parameter, repeats that work.</p>",
+    ]
+    for item in counts:
+        caption, result = item if isinstance(item, tuple) else (None, item)
+        parts.append(result.html_table(caption))
+    return parts
 
 
 def model_report(
