@@ -29,14 +29,18 @@ LAYER_DIMS = {
     },
 }
 
+# The input through which a layer's gradient goes on to the layers below.
+CARRIED_BACK = {"linear": "x"}
+
 
 class Product:
     """What the gradient at a layer's output gives one of its inputs: d output / d input."""
 
-    __slots__ = ("input", "formula", "shapes", "value", "shared", "feeds")
+    __slots__ = ("index", "input", "formula", "shapes", "value", "shared", "feeds")
 
     def __init__(self, recorded, layer, i):
         vertex = layer.vertex
+        self.index = i
         self.input = vertex.inputs[i][1]
         self.formula = expr.to_text(recorded.formula(vertex, i, g_name=layer.g_name))
         self.shapes = rule_shapes(recorded, vertex, i)
@@ -65,6 +69,7 @@ class Layer:
         args = dict(zip(op.inputs, recorded.args(vertex), strict=False))
         self.size, labelled = _labelled_dims(recorded, vertex)
         self.batch = self.size["batch"]
+        self.batch_shape = np.shape(args["x"])[:-1]
         self.forward = expr.to_text(vertex.expr)
         absent = {param: expr.const(None) for param in op.inputs if args.get(param) is None}
         forward = expr.drop_missing(expr.substitute(expr.parse(op.formula), absent))
@@ -73,7 +78,8 @@ class Layer:
         present = [i for i, param in enumerate(op.inputs) if args.get(param) is not None]
         self.products = [Product(recorded, self, i) for i in present]
         # The layer's own parameters first, then the product that carries the gradient back.
-        self.products.sort(key=lambda p: bool(p.feeds))
+        carried = op.inputs.index(CARRIED_BACK[op.name])
+        self.products.sort(key=lambda p: p.index == carried)
 
     @property
     def name(self):

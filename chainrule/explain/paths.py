@@ -371,11 +371,16 @@ def layer_lines(layer, output_name):
     and the product each input gets from it, with shapes and numbers."""
     neurons = f"{layer.neurons} neuron{'s' if layer.neurons != 1 else ''}"
     inputs = f"{layer.size['in']} input{'s' if layer.size['in'] != 1 else ''} each"
-    head = f"{layer.name} = {layer.forward}: a layer of {neurons}, {inputs}, on a batch of {layer.batch}"
+    batch = f"a batch of {layer.batch}"
+    if len(layer.batch_shape) > 1:
+        batch += f" (its leading dims {_size_tuple(layer.batch_shape)} as one)"
+    head = f"{layer.name} = {layer.forward}: a layer of {neurons}, {inputs}, on {batch}"
     labels, sizes = layer.forward_shapes
     lines = [head + (f"   [{labels}; {sizes}]" if labels else "")]
     used = [p for p in layer.products if p.computed]
     shape = f"(batch, out) = {_size_tuple(np.shape(layer.gradient))}"
+    if len(layer.batch_shape) > 1:
+        shape = f"(batch, out) = {_size_tuple((layer.batch, layer.neurons))}"
     lines.append(
         f"  {layer.g_name} = d{output_name}/d{layer.name} = {format_array(layer.gradient)}   "
         f"[{shape}], used by "

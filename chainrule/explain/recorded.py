@@ -449,13 +449,13 @@ _UNEVALUATED = (NameError, TypeError, ValueError)
 
 
 def _model_names(vertices, taken):
-    """Unnamed leaves that are parameters of a model -> the name the model's named_parameters()
-    gives them ("weight", "0.bias"). Where two separate models would give the same name (two
-    Linear layers used side by side), each model's names get its class and a number in front
-    ("Linear1.weight", "Linear2.weight")."""
-    leaves = [v for v in vertices if v.kind == "leaf" and v.name is None]
-    found = parameter_names(v.tensor for v in leaves)
-    named = {v: found[id(v.tensor)] for v in leaves if id(v.tensor) in found}
+    """Unnamed tensors that are parameters of a model (frozen ones too) -> the name the model's
+    named_parameters() gives them ("weight", "0.bias"). Where two separate models would give the
+    same name (two Linear layers used side by side), each model's names get its class and a
+    number in front ("Linear1.weight", "Linear2.weight")."""
+    unnamed = [v for v in vertices if v.tensor is not None and v.name is None]
+    found = parameter_names(v.tensor for v in unnamed)
+    named = {v: found[id(v.tensor)] for v in unnamed if id(v.tensor) in found}
     names = [name for name, _ in named.values()]
     if len(set(names)) == len(names) and not any(name in taken for name in names):
         return {v: name for v, (name, _) in named.items()}
