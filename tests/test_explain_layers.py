@@ -348,6 +348,7 @@ def test_several_parameters_print_their_layers_once_and_latex_has_them():
     both = explain.paths(loss, [model[0].weight, model[2].weight])
     assert str(both).count("linear2 = tanh1 @ 2.weight.T + 2.bias") == 1
     assert str(both).count("linear1 = c1 @ 0.weight.T + 0.bias") == 1
+    assert both._repr_html_().count("linear1 = c1 @ 0.weight.T + 0.bias") == 1
     latex = explain.paths(loss, model[0].weight).to_latex()
     assert r"linear1 = c1 @ 0.weight.T + 0.bias: a layer of 3 neurons" in latex
 

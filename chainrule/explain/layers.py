@@ -69,7 +69,7 @@ class Layer:
         args = dict(zip(op.inputs, recorded.args(vertex), strict=False))
         self.size, labelled = _labelled_dims(recorded, vertex)
         self.batch = self.size["batch"]
-        self.batch_shape = np.shape(args["x"])[:-1]
+        self.batch_shape = np.shape(vertex.value)[:-1]
         self.forward = expr.to_text(vertex.expr)
         absent = {param: expr.const(None) for param in op.inputs if args.get(param) is None}
         forward = expr.drop_missing(expr.substitute(expr.parse(op.formula), absent))
@@ -113,16 +113,19 @@ def rule_shapes(recorded, vertex, i):
 
 def _labelled_dims(recorded, vertex):
     """The layer's sizes ({"batch": 5, "in": 3, "out": 4}) and, for each of the op's names that
-    has a value, its dims as (label, size) pairs."""
+    has a value, its dims as (label, size) pairs; leading dims beyond the labels join the first."""
     op = vertex.node.op
-    args = dict(zip(op.inputs, recorded.args(vertex), strict=False))
-    x, weight = np.shape(args["x"]), np.shape(args["weight"])
-    size = {"batch": int(np.prod(x[:-1], dtype=np.int64)), "in": x[-1], "out": weight[0]}
-    labelled = {
-        param: tuple((label, size[label]) for label in labels)
-        for param, labels in LAYER_DIMS[op.name].items()
-        if param in ("g", "out") or args.get(param) is not None
-    }
+    values = dict(zip(op.inputs, recorded.args(vertex), strict=False))
+    values["out"] = values["g"] = vertex.value
+    size, labelled = {}, {}
+    for param, labels in LAYER_DIMS[op.name].items():
+        if values.get(param) is None:
+            continue
+        shape = np.shape(values[param])
+        lead = len(shape) - len(labels) + 1
+        sizes = (int(np.prod(shape[:lead], dtype=np.int64)),) + tuple(shape[lead:])
+        size.update(zip(labels, sizes, strict=True))
+        labelled[param] = tuple(zip(labels, sizes, strict=True))
     return size, labelled
 
 

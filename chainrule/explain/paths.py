@@ -288,11 +288,7 @@ class Derivation:
         return lhs + r" \begin{aligned}[t]" + r" \\ ".join(rows) + r"\end{aligned}"
 
     def _repr_html_(self):
-        body = html.escape(str(self))
-        return (
-            '<div class="chainrule-derivation"><pre style="font-family: monospace; '
-            f'white-space: pre-wrap; margin: 0">{body}</pre></div>'
-        )
+        return _pre_html(str(self))
 
     def _repr_latex_(self):
         return "$$" + self.to_latex() + "$$"
@@ -316,7 +312,14 @@ class Explanations(list):
         return r" \\ ".join(d.to_latex() for d in self)
 
     def _repr_html_(self):
-        return "".join(d._repr_html_() for d in self)
+        return _pre_html(str(self))
+
+
+def _pre_html(text):
+    return (
+        '<div class="chainrule-derivation"><pre style="font-family: monospace; '
+        f'white-space: pre-wrap; margin: 0">{html.escape(text)}</pre></div>'
+    )
 
 
 def _path_counts(recorded, target):
@@ -378,13 +381,10 @@ def layer_lines(layer, output_name):
     labels, sizes = layer.forward_shapes
     lines = [head + (f"   [{labels}; {sizes}]" if labels else "")]
     used = [p for p in layer.products if p.computed]
-    shape = f"(batch, out) = {_size_tuple(np.shape(layer.gradient))}"
-    if len(layer.batch_shape) > 1:
-        shape = f"(batch, out) = {_size_tuple((layer.batch, layer.neurons))}"
+    shape = _size_tuple((layer.batch, layer.neurons))
     lines.append(
         f"  {layer.g_name} = d{output_name}/d{layer.name} = {format_array(layer.gradient)}   "
-        f"[{shape}], used by "
-        f"{len(used)} product{'s' if len(used) != 1 else ''}:"
+        f"[(batch, out) = {shape}], used by {len(used)} product{'s' if len(used) != 1 else ''}:"
     )
     width = max(len(f"d{output_name}/d{p.input.name}") for p in used) if used else 0
     for p in used:
