@@ -18,6 +18,7 @@ from scipy import special
 from ..engine.autograd import deliver_gradients, grad_with_values, graph_nodes
 from ..engine.op import IDENTITY, LOCAL, NEGATE, Node, Released, Shape, constant_inputs
 from ..engine.tensor import Tensor
+from ..nn.owners import parameter_names
 from . import expr
 
 # Unnamed intermediates are written out inside the formulas that use them while they stay short;
@@ -176,6 +177,9 @@ class Recorded:
             if user:
                 v.name, v.user_named = str(user), True
                 taken.add(v.name)
+        for v, name in _model_names(self.vertices, taken).items():
+            v.name, v.user_named = name, True
+            taken.add(name)
         if self.output.name is None:
             wanted = "loss" if output.data.size == 1 else "out"
             self.output.name = wanted if wanted not in taken else _fresh(wanted, taken)
@@ -451,6 +455,26 @@ def _released_error(node, i, released):
 # What evaluating part of a formula on this node's numbers may raise when the formula needs
 # something the numeric namespace does not have; anything else is a bug and propagates.
 _UNEVALUATED = (NameError, TypeError, ValueError)
+
+
+def _model_names(vertices, taken):
+    """Unnamed tensors that are parameters of a model (frozen ones too) -> the name the model's
+    named_parameters() gives them ("weight", "0.bias"). Where two separate models would give the
+    same name (two Linear layers used side by side), each model's names get its class and a
+    number in front ("Linear1.weight", "Linear2.weight")."""
+    unnamed = [v for v in vertices if v.tensor is not None and v.name is None]
+    found = parameter_names(v.tensor for v in unnamed)
+    named = {v: found[id(v.tensor)] for v in unnamed if id(v.tensor) in found}
+    names = [name for name, _ in named.values()]
+    if len(set(names)) == len(names) and not any(name in taken for name in names):
+        return {v: name for v, (name, _) in named.items()}
+    prefix, count = {}, {}
+    for _, model in named.values():
+        if id(model) not in prefix:
+            cls = type(model).__name__
+            count[cls] = count.get(cls, 0) + 1
+            prefix[id(model)] = f"{cls}{count[cls]}."
+    return {v: prefix[id(model)] + name for v, (name, model) in named.items()}
 
 
 def _fresh(base, taken):
