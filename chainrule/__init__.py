@@ -3,6 +3,8 @@
 `import chainrule as cr`. Tensors and ops follow PyTorch's names and semantics; see API.md.
 """
 
+import importlib as _importlib
+
 from . import (
     autograd,
     engine,
@@ -86,9 +88,7 @@ def __getattr__(name):
     # The explainer (and its drawing and plotting libraries) loads on first use: the engine
     # never needs it, and `import chainrule` stays light.
     if name == "explain":
-        import importlib
-
-        return importlib.import_module(".explain", __name__)
+        return _importlib.import_module(".explain", __name__)
     hint = _NOT_HERE.get(name) or ops.methods.NOT_YET.get(name)
     if hint is not None:
         raise AttributeError(f"chainrule has no {name!r} (PyTorch's torch.{name}): {hint}")

@@ -17,7 +17,7 @@ import textwrap
 import warnings
 from types import SimpleNamespace
 
-from . import __version__, tabular
+from . import __version__, lesson, tabular
 from .datasets import DataError
 from .io import atomic_write
 
@@ -192,13 +192,11 @@ def cmd_explain(args, echo):
 
 
 def cmd_demo(args, echo):
-    from .lesson import run_demo
-
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise CLIError(
             f"cannot write the demo's pictures to {args.out}: it is a file, not a folder"
         )
-    run_demo(out_dir=args.out, echo=echo)
+    lesson.run_demo(out_dir=args.out, echo=echo)
     return 0
 
 

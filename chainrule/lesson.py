@@ -11,7 +11,10 @@ from typing import NamedTuple
 import numpy as np
 
 import chainrule as cr
+from chainrule import data, explain, optim, train
 from chainrule.datasets import DOSAGE, EFFICACY
+from chainrule.explain import Trace, expr
+from chainrule.explain.trace import plot_fit
 
 KNOWN = {"w1": 3.34, "b1": -1.43, "w2": -3.53, "b2": 0.57, "w3": -1.22, "w4": -2.30}
 PARAMETERS = ("w1", "b1", "w2", "b2", "w3", "w4", "b3")
@@ -88,7 +91,6 @@ def known_parameters(b3=0.0, requires_grad=("b3",)):
 def descend_b3(learning_rate=0.1, min_step=0.001, max_steps=1000, b3=0.0):
     """Gradient descent on b3 alone, from `b3`, until the step size falls below `min_step`;
     returns the `Trace` (value, slope, step size and new value of every step)."""
-    from .explain import Trace
 
     p = known_parameters(b3)
     trace = Trace()
@@ -153,8 +155,6 @@ def train_all_seven(seed=0, lr=0.05, loss_target=1e-6, max_steps=5000):
     """All seven parameters from `seeded_start(seed)`, Adam on SSR until SSR <= loss_target,
     i.e. the fit passes through the three points. Returns (model, start values, history,
     trace)."""
-    from . import data, optim, train
-    from .explain import Trace
 
     start = seeded_start(seed)
     model = LessonNetwork(start)
@@ -191,7 +191,6 @@ def derive_all_seven(p):
     """The lesson's next chapter: dSSR/d(each parameter) at the values of `p` (tensors that
     require grad), by the chain rule over the recorded graph. Returns `cr.explain.paths`'s
     derivations, in PARAMETERS order."""
-    from . import explain
 
     loss = named_ssr(p)
     return explain.paths(loss, [p[name] for name in PARAMETERS])
@@ -200,7 +199,6 @@ def derive_all_seven(p):
 def chain_rule_lines(derivation):
     """One derivation the way the lesson writes it: the chain of derivatives, the formula summed
     over the data points i, each point's numbers, and the sum (the engine's gradient)."""
-    from .explain import expr
 
     if len(derivation.paths) != 1 or not derivation.paths[0].is_product:
         return str(derivation).splitlines()
@@ -232,7 +230,6 @@ def chain_rule_lines(derivation):
 
 def _factor_text(tree):
     """A factor of a product, in parentheses where it is a sum or a difference."""
-    from .explain import expr
 
     text = expr.to_text(tree)
     is_sum = isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.Add | ast.Sub)
@@ -240,7 +237,6 @@ def _factor_text(tree):
 
 
 def _number_at(value, i, points):
-    from .explain import expr
 
     a = np.asarray(value)
     return expr.format_number(float(a.reshape(-1)[i] if a.size == points else a.reshape(())))
@@ -299,7 +295,6 @@ def run_demo(out_dir="chainrule-demo", echo=print):
     seeded random start, (c) all seven trained from there, (d) the slides' two-input model with
     its derivation and symbolic check, (e) the multiplications the backward pass saves. Writes
     pictures and report.html into `out_dir` and returns a dict of the key results."""
-    from . import explain
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -512,7 +507,6 @@ def run_demo(out_dir="chainrule-demo", echo=print):
 
 def _plot_lesson_fit(model, grid, path, title):
     """The fit and the two hidden nodes' scaled curves, all from one forward pass's nodes."""
-    from .explain.trace import plot_fit
 
     with cr.no_grad():
         nodes = model.nodes(cr.tensor(grid, dtype=cr.float64))

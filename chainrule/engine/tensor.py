@@ -1,6 +1,7 @@
 """The Tensor: a NumPy array plus what reverse-mode autodiff needs to know about it.
 
-Operators and math methods are attached by `chainrule.ops`; this module knows no operation.
+Operators, math methods and `backward` are attached by `chainrule.ops`; this module knows no
+operation and no backward walk.
 """
 
 import numbers
@@ -179,14 +180,8 @@ class Tensor:
             extras.append(f"name={self._name!r}")
         return "tensor(" + body + "".join(", " + e for e in extras) + ")"
 
-    # ---- autograd entry points (the walk itself lives in engine.autograd) -------------------
-    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        """Accumulate d self / d leaf into every leaf's `.grad` (see engine.autograd)."""
-        # Imported here, not at the top: the backward walk is built on Tensor, so it loads after.
-        from .autograd import backward
-
-        backward(self, gradient, retain_graph, create_graph, inputs)
-
+    # ---- autograd entry points (the walk itself lives in engine.autograd, which is built on
+    # Tensor: `backward` is attached with the other methods, by ops.methods) -----------------
     def register_hook(self, hook):
         """`hook(grad)` runs when this tensor's gradient is computed; it may return a
         replacement."""
@@ -201,7 +196,7 @@ class Tensor:
             if hooks is None:
                 hooks = self._hooks = []
         hooks.append(hook)
-        return _HookHandle(hooks, hook)
+        return RemovableHandle(hooks, hook)
 
     def register_post_accumulate_grad_hook(self, hook):
         """`hook(tensor)` runs when backward has accumulated this leaf's final `.grad`, during the
@@ -221,7 +216,7 @@ class Tensor:
             hooks = registry[id(self)] = []
             weakref.finalize(self, registry.pop, id(self), None)
         hooks.append(hook)
-        return _HookHandle(hooks, hook)
+        return RemovableHandle(hooks, hook)
 
     def retain_grad(self):
         """Keep `.grad` for this non-leaf tensor after backward, as leaves do."""
@@ -236,7 +231,10 @@ class Tensor:
             self.grad_fn.out_modified = True
 
 
-class _HookHandle:
+class RemovableHandle:
+    """What registering a hook returns (a tensor's, a module's): `remove()` unregisters it (a
+    second call does nothing); as a context manager it removes the hook on exit."""
+
     __slots__ = ("_hooks", "_hook")
 
     def __init__(self, hooks, hook):
@@ -245,6 +243,12 @@ class _HookHandle:
     def remove(self):
         if self._hook in self._hooks:
             self._hooks.remove(self._hook)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
 
 
 def _dtype_name(dtype):

@@ -16,6 +16,7 @@ from pathlib import Path as _FilePath
 
 import numpy as np
 
+from ..engine.state import state
 from . import expr, render
 from .paths import format_array
 from .recorded import Recorded, Vertex
@@ -56,46 +57,49 @@ class ModuleRecord:
 
 class track_modules:
     """`with track_modules(model) as record: out = model(x)` notes, for each submodule, the graph
-    nodes its forward created, so that large drawings group by module. The model is left as it
-    was on exit (its instances' forward methods are wrapped only inside the block)."""
+    nodes its forward created, so that large drawings group by module. It listens through forward
+    pre- and post-hooks, which it removes on exit: the model's modules are not changed."""
 
     def __init__(self, model):
         self.model = model
         self.record = ModuleRecord()
-        self._patched = []
+        self._handles = []
 
     def __enter__(self):
         record = self.record
         record.parameter_names = {p: name for name, p in self.model.named_parameters()}
         for name, module in self.model.named_modules():
-            object.__setattr__(module, "forward", _spanning(module, name or "model", record))
-
-            self._patched.append(module)
+            note_start, note_end = _spanning(module, name or "model", record)
+            # The start is noted after the user's pre-hooks and the end before the user's hooks,
+            # so that the span is the forward's own nodes; always_call notes it even if forward
+            # raises.
+            self._handles.append(module.register_forward_pre_hook(note_start))
+            self._handles.append(
+                module.register_forward_hook(note_end, prepend=True, always_call=True)
+            )
         return record
 
     def __exit__(self, *exc):
-        for module in self._patched:
-            try:
-                object.__delattr__(module, "forward")
-            except AttributeError:
-                pass
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
         return False
 
 
 def _spanning(module, name, record):
-    """`module.forward`, wrapped to note the node numbers its call created."""
-    from ..engine.state import state
+    """The (pre-hook, hook) pair that notes the node numbers a call of `module` created."""
+    cls = type(module).__name__
+    starts = []  # a stack: a module may be called again inside its own forward
 
-    original, cls = module.forward, type(module).__name__
+    def note_start(module, args):
+        starts.append(state.counter)
 
-    def wrapped(*args, **kwargs):
-        start = state.counter
-        try:
-            return original(*args, **kwargs)
-        finally:
-            record.spans.append((name, cls, start, state.counter))
+    def note_end(module, args, output):
+        # Empty when a pre-hook before note_start raised: that call created nothing of its own.
+        if starts:
+            record.spans.append((name, cls, starts.pop(), state.counter))
 
-    return wrapped
+    return note_start, note_end
 
 
 def graph(

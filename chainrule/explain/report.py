@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.tensor import Tensor
 from . import render
-from .trace import figure_png
+from .graph import graph, track_modules
+from .paths import paths
+from .trace import Trace, figure_png, plot_loss
 
 _STYLE = """
 body { font-family: Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1200px;
@@ -141,11 +144,6 @@ def model_report(
     """Explain one sample's loss through `model` and write an HTML report: the derivation for
     each parameter (matrix form, with shapes), the graph grouped by module, and when `history`
     (a `train.History` or a `Trace`) is given, its plots."""
-    from ..engine.tensor import Tensor
-    from .graph import graph, track_modules
-    from .paths import paths
-    from .trace import Trace, plot_loss
-
     x = inputs if isinstance(inputs, Tensor) else Tensor(np.asarray(inputs))
     t = targets if isinstance(targets, Tensor) else Tensor(np.asarray(targets))
     if len(x) <= sample:

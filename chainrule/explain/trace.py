@@ -7,6 +7,7 @@ which for plain gradient descent is learning rate * slope.
 """
 
 import csv
+import html
 import io
 import json
 
@@ -157,8 +158,6 @@ class Trace:
         return self.html_table()
 
     def html_table(self, names=None, max_rows=200):
-        import html
-
         text = self.table(names, max_rows=max_rows)
         rows = [line.split("  ") for line in text.splitlines()]
         rows = [[c.strip() for c in r if c.strip() != ""] for r in rows]

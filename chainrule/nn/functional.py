@@ -24,7 +24,11 @@ from ..ops import (
     tanh,
     where,
 )
+from ..ops import conv as _conv
+from ..ops.build import promote_pair
+from ..ops.creation import default_generator
 from ..ops.nn import cross_entropy_indices
+from ..ops.shape import to
 
 __all__ = [
     "binary_cross_entropy_with_logits",
@@ -301,10 +305,6 @@ def _pair(value, name, what):
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002
     """2-D cross-correlation of input (N, C, H, W) or (C, H, W) with weight (O, C/groups, KH, KW),
     as torch.nn.functional.conv2d; padding is an int, a pair, 'valid' or 'same'."""
-    from ..ops import conv as _conv
-    from ..ops.build import promote_pair
-    from ..ops.shape import to
-
     x, weight = as_tensor(input), as_tensor(weight)
     stride, dilation = _pair(stride, "conv2d", "stride"), _pair(dilation, "conv2d", "dilation")
     trim = (0, 0)  # 'same' with an even total padding: rows/columns to drop at the start
@@ -384,8 +384,6 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """The maximum of each window of input (N, C, H, W) or (C, H, W), as
     torch.nn.functional.max_pool2d (stride defaults to kernel_size; ceil_mode keeps a last
     window that runs over the edge, if it starts inside the input or the left padding)."""
-    from ..ops import conv as _conv
-
     x = as_tensor(input)
     kernel = _pair(kernel_size, "max_pool2d", "kernel_size")
     stride = kernel if stride is None or stride == () else _pair(stride, "max_pool2d", "stride")
@@ -504,8 +502,6 @@ def _renorm_rows(weight, rows, max_norm, norm_type):
 def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002
     """Zero each element with probability p and scale the rest by 1/(1-p) while training; the mask
     is drawn from the generator `cr.manual_seed` sets."""
-    from ..ops.creation import default_generator
-
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: p must be between 0 and 1, got {p}")
     x = as_tensor(input)

@@ -3,6 +3,7 @@ state_dict names. A layer given an input of the wrong shape says which layer, wh
 what it got."""
 
 import math
+import warnings
 from collections import OrderedDict
 
 from ..engine import dtypes
@@ -561,8 +562,6 @@ def _softmax_dim(module, x):
     if module.dim is not None:
         return module.dim
     # PyTorch's legacy choice when no dim is given, with its warning.
-    import warnings
-
     warnings.warn(
         f"Implicit dimension choice for {type(module).__name__.lower()} has been deprecated. "
         "Change the call to include dim=X as an argument.",

@@ -1,13 +1,14 @@
 """`Module` and `Parameter`: the bookkeeping that lets a model list, save, load and convert its
 weights, with PyTorch's names and behaviour."""
 
+import warnings
 from collections import OrderedDict, namedtuple
 
 import numpy as np
 
 from ..engine import dtypes
 from ..engine.device import check_device, is_device, no_gpu_message
-from ..engine.tensor import Tensor
+from ..engine.tensor import RemovableHandle, Tensor
 from .owners import note_children, note_owner
 
 
@@ -50,6 +51,8 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_pre_hooks", [])
+        object.__setattr__(self, "_forward_hooks", [])
 
     # ---- registration --------------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -139,7 +142,51 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward(); define one")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if not (self._forward_pre_hooks or self._forward_hooks):
+            return self.forward(*args, **kwargs)
+        return self._call_with_hooks(args, kwargs)
+
+    def _call_with_hooks(self, args, kwargs):
+        """PyTorch's order: pre-hooks (each may replace the arguments), forward, forward hooks
+        (each may replace the output); hooks registered with always_call run even when one of
+        those raised, and then cannot hide that error."""
+        output, called = None, set()
+        try:
+            for entry in tuple(self._forward_pre_hooks):
+                args, kwargs = entry.call_before(self, args, kwargs)
+            output = self.forward(*args, **kwargs)
+            for entry in tuple(self._forward_hooks):
+                called.add(entry)
+                output = entry.call_after(self, args, kwargs, output)
+            return output
+        except Exception:
+            for entry in tuple(self._forward_hooks):
+                if entry.always_call and entry not in called:
+                    try:
+                        output = entry.call_after(self, args, kwargs, output)
+                    except Exception as hook_error:  # noqa: BLE001 - the forward's error wins
+                        warnings.warn(
+                            f"forward hook {entry.function!r} (always_call=True) raised "
+                            f"{type(hook_error).__name__}: {hook_error}; it was silenced because "
+                            f"{type(self).__name__}'s forward call had already raised",
+                            stacklevel=2,
+                        )
+            raise
+
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """Call `hook(module, args)` (with_kwargs: `hook(module, args, kwargs)`) before each
+        forward. A return value other than None replaces the arguments: a tuple of arguments (a
+        single value is made one), with_kwargs an `(args, kwargs)` pair. prepend: run before the
+        hooks already registered. Returns a handle whose `remove()` unregisters it."""
+        return _register(self._forward_pre_hooks, _ForwardHook(hook, with_kwargs), prepend)
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False, always_call=False):
+        """Call `hook(module, args, output)` (with_kwargs: `hook(module, args, kwargs, output)`)
+        after each forward; a return value other than None replaces the output. always_call: also
+        call it (with output None, unless a hook already made one) when the forward or another
+        hook raises. Returns a handle whose `remove()` unregisters it."""
+        entry = _ForwardHook(hook, with_kwargs, always_call)
+        return _register(self._forward_hooks, entry, prepend)
 
     # ---- traversal -------------------------------------------------------------------------------
     def named_modules(self, memo=None, prefix=""):
@@ -334,6 +381,49 @@ class Module:
         return sorted(
             set(super().__dir__()) | set(self._parameters) | set(self._modules) | set(self._buffers)
         )
+
+
+class _ForwardHook:
+    """One registered forward (pre-)hook with the options it was registered with; each
+    registration is its own entry, so a function registered twice runs twice."""
+
+    __slots__ = ("function", "with_kwargs", "always_call")
+
+    def __init__(self, function, with_kwargs, always_call=False):
+        if not callable(function):
+            raise TypeError(f"a forward hook must be callable, got {type(function).__name__}")
+        self.function, self.with_kwargs, self.always_call = function, with_kwargs, always_call
+
+    def call_before(self, module, args, kwargs):
+        if not self.with_kwargs:
+            result = self.function(module, args)
+            if result is None:
+                return args, kwargs
+            return (result if isinstance(result, tuple) else (result,)), kwargs
+        result = self.function(module, args, kwargs)
+        if result is None:
+            return args, kwargs
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise RuntimeError(
+                "forward pre-hook must return None or a tuple of (new_args, new_kwargs), but got "
+                f"{result!r}"
+            )
+        return result
+
+    def call_after(self, module, args, kwargs, output):
+        if self.with_kwargs:
+            result = self.function(module, args, kwargs, output)
+        else:
+            result = self.function(module, args, output)
+        return output if result is None else result
+
+
+def _register(hooks, entry, prepend):
+    if prepend:
+        hooks.insert(0, entry)
+    else:
+        hooks.append(entry)
+    return RemovableHandle(hooks, entry)
 
 
 def _forget(name, *tables):

@@ -116,6 +116,8 @@ def _kept_shape(shape, dim):
 
 
 def softmax(x, dim):
+    """The tree's one softmax: on arrays it is the `softmax` op's forward (ops.nn.SOFTMAX), on a
+    Tensor that op."""
     if isinstance(x, Tensor):
         return x.softmax(dim)
     shifted = np.exp(x - x.max(axis=dim, keepdims=True))

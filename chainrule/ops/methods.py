@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from ..engine import dtypes
+from ..engine import autograd, dtypes
 from ..engine.device import CPU, check_device, is_device, no_gpu_message
 from ..engine.tensor import Tensor
 from . import creation, indexing, inplace, linalg, nn, shape
@@ -125,7 +125,13 @@ def _setitem(self, index, value):
     indexing.setitem(self, index, value)
 
 
+def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate d self / d leaf into every leaf's `.grad` (see engine.autograd)."""
+    autograd.backward(self, gradient, retain_graph, create_graph, inputs)
+
+
 METHODS = {
+    "backward": backward,
     # operators
     "__add__": ew.add,
     "__radd__": _reflected(ew.add),

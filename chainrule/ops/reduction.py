@@ -268,8 +268,6 @@ def gather(x, dim, index):
         )
     dim = normalize_dim(dim, x.ndim)
     if x.ndim == 0:  # its dims are 0 and -1, as in PyTorch: gather from it as from a 1-d tensor
-        from .shape import reshape
-
         return reshape(call(GATHER, (reshape(x, 1),), dim=0, index=index.reshape(1)), ())
     return call(GATHER, (x,), dim=dim, index=index)
 

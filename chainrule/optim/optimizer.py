@@ -6,6 +6,7 @@ import copy
 
 import numpy as np
 
+from ..engine.autograd import enable_grad
 from ..engine.tensor import Tensor
 
 
@@ -91,8 +92,6 @@ class Optimizer:
         returning the loss) is called first if given, as in PyTorch."""
         loss = None
         if closure is not None:
-            from ..engine.autograd import enable_grad
-
             with enable_grad():
                 loss = closure()
         for group in self.param_groups:
