@@ -42,6 +42,16 @@ sigmoid = _either("sigmoid", _sigmoid)
 sign = _either("sign", np.sign)
 abs = _either("abs", np.abs)  # noqa: A001 - formulas say abs(x)
 erf = _either("erf", special.erf)
+tril = _either("tril", np.tril)
+triu = _either("triu", np.triu)
+roll = _either("roll", np.roll)
+flip = _either("flip", np.flip)
+cumsum = _either("cumsum", np.cumsum)
+
+
+def negated(shifts):
+    """-shifts for one shift or a tuple of them (roll's inverse)."""
+    return tuple(-s for s in shifts) if isinstance(shifts, tuple) else -shifts
 
 
 def where(cond, a, b):

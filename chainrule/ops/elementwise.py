@@ -400,6 +400,27 @@ def where(condition, input, other):  # noqa: A002 - PyTorch's argument names
     return call(WHERE, (condition, input, other))
 
 
+def masked_fill(input, mask, value):  # noqa: A002 - PyTorch's argument names
+    """`value` where the boolean `mask` (broadcast against input) is True, input elsewhere, in
+    input's dtype; a 0-d tensor value takes the gradient of the positions it fills."""
+    x = as_tensor(input)
+    mask = as_tensor(mask)
+    if mask.dtype != dtypes.bool_:
+        raise RuntimeError(
+            f"masked_fill only supports boolean masks, but got mask with dtype {mask.dtype}"
+        )
+    if isinstance(value, Tensor):
+        if value.ndim != 0:
+            raise RuntimeError(
+                "masked_fill only supports a 0-dimensional value tensor, but got tensor with "
+                f"{value.ndim} dimension(s)."
+            )
+        fill = value if value.dtype == x.dtype else cast(value, x.dtype)
+    else:
+        fill = Tensor._wrap(np.asarray(value).astype(x.dtype))
+    return call(WHERE, (mask, fill, x))
+
+
 def _with_number(tensor, value):
     """(tensor, value) in PyTorch's result dtype for a tensor and a Python number: a float makes
     an integer tensor's result the default float dtype, otherwise the tensor's dtype wins."""
