@@ -234,13 +234,10 @@ def multinomial(input, num_samples, replacement=False, generator=None):  # noqa:
         # that has weight, never a trailing one of weight 0.
         picked = np.minimum(picked, last_possible[:, None])
     else:
-        if ((rows > 0).sum(axis=1) < num_samples).any():
-            raise RuntimeError(
-                "multinomial: invalid multinomial distribution (with replacement=False, not "
-                "enough non-negative category to sample)"
-            )
         # Each category's arrival time is Exp(1) / weight; the first num_samples to arrive are a
-        # draw without replacement, in order (Efraimidis and Spirakis).
+        # draw without replacement, in order (Efraimidis and Spirakis). Categories of weight 0
+        # never arrive; when fewer have weight than are asked for, the rest are taken from them
+        # in index order, as PyTorch does.
         arrival = np.full(rows.shape, np.inf)
         np.divide(rng.standard_exponential(rows.shape), rows, out=arrival, where=rows > 0)
         picked = np.argsort(arrival, axis=1, kind="stable")[:, :num_samples]
