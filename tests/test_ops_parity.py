@@ -360,7 +360,9 @@ CASES += [
         "distinct",
     ),
     Case("topk", lambda m, x: m.topk(x, 2), ((3, 5),), "distinct"),
-    Case("topk.smallest.method", lambda m, x: x.topk(3, dim=0, largest=False), ((4, 5),), "distinct"),
+    Case(
+        "topk.smallest.method", lambda m, x: x.topk(3, dim=0, largest=False), ((4, 5),), "distinct"
+    ),
     Case("topk.values.method", lambda m, x: x.topk(1).values * x, ((3, 5),), "distinct"),
     # attention
     Case(

@@ -223,7 +223,9 @@ def multinomial(input, num_samples, replacement=False, generator=None):  # noqa:
         )
     totals = rows.sum(axis=1)
     if (totals <= 0).any():
-        raise RuntimeError("multinomial: invalid multinomial distribution (sum of probabilities <= 0)")
+        raise RuntimeError(
+            "multinomial: invalid multinomial distribution (sum of probabilities <= 0)"
+        )
     rng = generator or state.generator
     if replacement:
         cdf = np.cumsum(rows / totals[:, None], axis=1)

@@ -334,7 +334,6 @@ CLONE = Op(
 )
 
 
-
 # ---- triangles, rolls and flips: the gradient is the same rearrangement (or its inverse) of g ----
 
 
@@ -400,9 +399,7 @@ def roll(input, shifts, dims=None):  # noqa: A002
     shifts = tuple(int(s) for s in shifts) if many else int(shifts)
     if dims is None:
         if many and len(shifts) != 1:
-            raise RuntimeError(
-                f"roll: without dims, give one shift, not {len(shifts)} ({shifts})"
-            )
+            raise RuntimeError(f"roll: without dims, give one shift, not {len(shifts)} ({shifts})")
         return call(ROLL, (x,), shifts=shifts[0] if many else shifts, dims=None)
     dims = tuple(dims) if isinstance(dims, tuple | list) else (dims,)
     shifts = shifts if many else (shifts,)
