@@ -15,8 +15,17 @@ from .shape import broadcast_to, reshape, result_dtype, to
 # rules and their formulas are the whole story.
 
 
+def stacked_times_matrix(a, b):
+    """a @ b for a stack of matrices `a` (arrays or Tensors) and one matrix `b`, as one product of
+    all the stack's rows: NumPy's matmul would loop over the stack in smaller BLAS calls (1.7x
+    slower for a GPT layer's (12, 64, 128) @ (128, 512))."""
+    if a.ndim <= 2 or b.ndim != 2:
+        return a @ b
+    return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
+
+
 def _matmul_grad_a(g, a, b, out):
-    return sum_to(g @ b.mT, a.shape)
+    return sum_to(stacked_times_matrix(g, b.mT), a.shape)
 
 
 def _matmul_grad_b(g, a, b, out):
@@ -27,7 +36,7 @@ def _matmul_grad_b(g, a, b, out):
 
 MATMUL = Op(
     "matmul",
-    np.matmul,
+    stacked_times_matrix,
     ("a", "b"),
     {
         "a": vjp("sum_to(g @ b.mT, a.shape)", _matmul_grad_a),
