@@ -556,18 +556,16 @@ def scaled_dot_product_attention(
         )
     length, source = q.shape[-2], k.shape[-2]
     scores = matmul(q, k.mT) * (1.0 / np.sqrt(q.shape[-1]) if scale is None else float(scale))
-    masked = False
-    if attn_mask is not None:
+    if is_causal:
+        # Added, as PyTorch's reference adds its bias: 0 where a query sees a key, -inf
+        # elsewhere. Every query sees the first key, so no row is left empty.
+        causal = np.tril(np.ones((length, source), dtype=bool))
+        weights = softmax(scores + np.where(causal, 0.0, -np.inf).astype(scores.dtype), -1)
+    elif attn_mask is not None:
         mask = as_tensor(attn_mask)
         if mask.dtype == bool:
-            scores = where(mask, scores, -np.inf)
-        else:
-            scores = scores + mask
-        masked = True
-    elif is_causal:
-        scores = where(np.tril(np.ones((length, source), dtype=bool)), scores, -np.inf)
-        masked = True
-    if masked:
+            mask = Tensor._wrap(np.where(mask.data, 0.0, -np.inf).astype(scores.dtype))
+        scores = scores + mask
         dead = np.isneginf(scores.data).all(axis=-1, keepdims=True)
         if dead.any():
             # A fully masked row: a finite stand-in keeps NaN out of softmax and its gradient.

@@ -7,11 +7,11 @@ from ..engine.dims import normalize_dim
 from ..engine.op import Op, apply, vjp
 from . import array_or_tensor as xp
 from .build import as_tensor, call, promote_pair, to
-from .linalg import stacked_times_matrix
+from .linalg import matrix_product
 
 
 def _linear(x, weight, bias):
-    out = stacked_times_matrix(x, weight.T)
+    out = matrix_product(x, weight.T)
     if bias is not None:
         out += bias
     return out
@@ -30,7 +30,7 @@ LINEAR = Op(
     _linear,
     ("x", "weight", "bias"),
     {
-        "x": vjp("g @ weight", lambda g, x, weight, bias, out: stacked_times_matrix(g, weight)),
+        "x": vjp("g @ weight", lambda g, x, weight, bias, out: matrix_product(g, weight)),
         "weight": vjp("sum_to(g.mT @ x, weight.shape)", _linear_grad_weight),
         "bias": vjp("sum_to(g, bias.shape)", _linear_grad_bias),
     },
@@ -64,7 +64,9 @@ def linear(input, weight, bias=None):  # noqa: A002 - PyTorch's argument names
 
 
 def _softmax(x, dim):
-    e = np.exp(x - np.max(x, axis=dim, keepdims=True))
+    e = np.empty_like(x)  # in place from here on: an array of its own even for a 0-d x
+    np.subtract(x, np.max(x, axis=dim, keepdims=True), out=e)
+    np.exp(e, out=e)
     e /= np.sum(e, axis=dim, keepdims=True)
     return e
 
