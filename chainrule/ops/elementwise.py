@@ -310,14 +310,14 @@ def _gelu(x):
 
 
 def _gelu_local(x, out):
-    # normal_cdf(x) is out / x, recovered from the forward's result rather than recomputed (erf
-    # is the slow part of GELU; the quotient is within 2 ulp of it), with its value 1/2 at 0.
+    # normal_cdf(x) is out / x (1/2 at 0), recovered from the forward's result rather than
+    # recomputed: erf is the slow part of GELU, and the quotient is within 2 ulp of it. Recorded
+    # for create_graph, the rule computes normal_cdf itself, whose own derivative is right at 0
+    # too (out / x taken as 1/2 there would have slope 0).
     if isinstance(x, Tensor):
-        zero = x == 0
-        cdf = xp.where(zero, 0.5, out / xp.where(zero, 1.0, x))
-    else:
-        cdf = np.full_like(out, 0.5)
-        np.divide(out, x, out=cdf, where=x != 0)
+        return xp.normal_cdf(x) + x * xp.normal_pdf(x)
+    cdf = np.full_like(out, 0.5)
+    np.divide(out, x, out=cdf, where=x != 0)
     return cdf + x * xp.normal_pdf(x)
 
 

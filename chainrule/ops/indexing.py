@@ -33,7 +33,7 @@ def _is_basic(index):
 def _scatter_into(g, shape, index):
     if isinstance(g, Tensor):
         return call(INDEX_ADD, (g,), shape=shape, index=index)
-    rows = _row_index(index)
+    rows = _row_index(index) if g.size >= _SPARSE_FROM else None
     if rows is not None:
         return _add_rows(g, shape, rows)
     full = np.zeros(shape, dtype=g.dtype)
@@ -42,6 +42,11 @@ def _scatter_into(g, shape, index):
     else:
         np.add.at(full, index, g)
     return full
+
+
+# np.add.at is quick for a few thousand elements; beyond, its per-element cost (about 30 ns)
+# outgrows a sparse product's fixed cost (constructing the matrix, some 60 us).
+_SPARSE_FROM = 4096
 
 
 def _row_index(index):
