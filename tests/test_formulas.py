@@ -529,6 +529,16 @@ SPECS = {
     "narrow": [Row({"x": _real((3, 5), 61)}, {"dim": 1, "start": 1, "length": 3})],
     "pad_into": [Row({"g": _real((3, 2), 62)}, {"shape": (3, 5), "dim": 1, "start": 2})],
     "clone": _unary(_real),
+    "tril": [Row({"x": _real((4, 5), 75)}, {"diagonal": d}, label=f"diagonal {d}") for d in (0, 2)]
+    + [Row({"x": _real((2, 3, 4), 76)}, {"diagonal": -1}, label="batched")],
+    "triu": [Row({"x": _real((4, 5), 77)}, {"diagonal": d}, label=f"diagonal {d}") for d in (0, -2)]
+    + [Row({"x": _real((2, 4, 3), 78)}, {"diagonal": 1}, label="batched")],
+    "roll": [
+        Row({"x": _real((3, 4), 79)}, {"shifts": 5, "dims": None}, label="flattened"),
+        Row({"x": _real((3, 4, 2), 80)}, {"shifts": (1, -3), "dims": (0, 1)}, label="two dims"),
+    ],
+    "flip": [Row({"x": _real((3, 4, 2), 81)}, {"dims": dims}) for dims in ((0,), (0, 2))],
+    "cumsum": [Row({"x": _real((3, 4, 2), 82)}, {"dim": d}, label=f"dim {d}") for d in (0, 1, 2)],
     "broadcast_to": [Row({"x": _real((3, 1), 63)}, {"shape": (2, 3, 4)})],
     "sum_to": [Row({"x": _real((2, 3, 4), 64)}, {"shape": (3, 1)})],
     "matmul": _matmul_rows(),
@@ -711,6 +721,11 @@ def forward_oracles(p):
         "softmax": lambda x: torch.softmax(t(np.asarray(x)), p["dim"]).numpy(),
         "log_softmax": lambda x: torch.log_softmax(t(np.asarray(x)), p["dim"]).numpy(),
         "cross_entropy": cross_entropy,
+        "tril": lambda x: torch.tril(t(np.asarray(x)), p["diagonal"]).numpy(),
+        "triu": lambda x: torch.triu(t(np.asarray(x)), p["diagonal"]).numpy(),
+        "roll": lambda x: torch.roll(t(np.asarray(x)), p["shifts"], p["dims"]).numpy(),
+        "flip": lambda x: torch.flip(t(np.asarray(x)), p["dims"]).numpy(),
+        "cumsum": lambda x: torch.cumsum(t(np.asarray(x)), p["dim"]).numpy(),
     }
     if "dim" in p and "keepdim" in p:  # the reductions
         names.update(
