@@ -174,7 +174,9 @@ def test_float32_layer_matches_pytorch():
     out_ours, _ = ours(cr.tensor(x))
     out_theirs, _ = theirs(torch.tensor(x))
     assert out_ours.dtype == cr.float32
-    np.testing.assert_allclose(out_ours.detach().numpy(), out_theirs.detach().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        out_ours.detach().numpy(), out_theirs.detach().numpy(), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_bad_inputs_and_arguments_name_the_problem():
@@ -205,3 +207,25 @@ def test_bad_inputs_and_arguments_name_the_problem():
         cr.nn.GRUCell(INPUT, HIDDEN)(cr.randn(BATCH, 7))
     with pytest.raises(TypeError, match="float32 but the layer's weights are float64"):
         cr.nn.RNN(INPUT, HIDDEN, dtype=cr.float64)(cr.randn(STEPS, BATCH, INPUT))
+
+
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["forward", "bidirectional"])
+def test_second_derivatives_match_pytorch(name, bidirectional):
+    """create_graph=True through the layer: the gradient of a gradient, as PyTorch computes it."""
+    ours, theirs = _pair(name, {"bidirectional": bidirectional})
+    x_ours, x_theirs = _leaf_pair(np.random.default_rng(7).standard_normal((STEPS, 2, INPUT)))
+    out_ours, _ = ours(x_ours)
+    out_theirs, _ = theirs(x_theirs)
+    g_ours = cr.autograd.grad((out_ours**2).sum(), [x_ours, ours.weight_hh_l0], create_graph=True)
+    g_theirs = torch.autograd.grad(
+        (out_theirs**2).sum(), [x_theirs, theirs.weight_hh_l0], create_graph=True
+    )
+    sum((g**2).sum() for g in g_ours).backward()
+    sum((g**2).sum() for g in g_theirs).backward()
+    for a, b in zip(g_ours, g_theirs):
+        _close(a, b, "first derivative")
+    _close(x_ours.grad, x_theirs.grad, "input.grad of the second derivative")
+    grads_theirs = dict(theirs.named_parameters())
+    for param_name, p in ours.named_parameters():
+        _close(p.grad, grads_theirs[param_name].grad, f"{param_name}.grad")

@@ -12,6 +12,7 @@ import warnings
 from ..engine import dtypes
 from ..engine.device import check_device
 from ..ops.creation import empty, zeros
+from ..ops.recurrent import gru_scan, lstm_scan, rnn_scan
 from ..ops.shape import cat, stack
 from . import functional as F
 from . import init
@@ -24,27 +25,20 @@ def _float_dtype(dtype):
     return dtypes.get_default_dtype() if dtype is None else dtypes.as_dtype(dtype)
 
 
-# ---- one time step, written with the engine's ops (each returns the new hidden state) ----------
-
-
-def _rnn_step(x_proj, h, w_hh, b_hh, activation):
-    return activation(x_proj + F.linear(h, w_hh, b_hh))
-
-
-def _lstm_step(x_proj, h, c, w_hh, b_hh):
-    gates = x_proj + F.linear(h, w_hh, b_hh)
-    i, f, g, o = gates.chunk(4, -1)
-    c = F.sigmoid(f) * c + F.sigmoid(i) * F.tanh(g)
-    return F.sigmoid(o) * F.tanh(c), c
-
-
-def _gru_step(x_proj, h, w_hh, b_hh):
-    x_r, x_z, x_n = x_proj.chunk(3, -1)
-    h_r, h_z, h_n = F.linear(h, w_hh, b_hh).chunk(3, -1)
-    r = F.sigmoid(x_r + h_r)
-    z = F.sigmoid(x_z + h_z)
-    n = F.tanh(x_n + r * h_n)
-    return n + z * (h - n)
+def _scan(mode, x_proj, h, c, w_hh, b_hh, reverse=False):
+    """The recurrence over every step of x_proj (the input projections): (the hidden states,
+    the last hidden state, the last cell state or None)."""
+    n = h.shape[-1]
+    last = 0 if reverse else -1
+    if mode == "LSTM":
+        steps = lstm_scan(x_proj, h, c, w_hh, b_hh, reverse)
+        return steps[..., :n], steps[last, :, :n], steps[last, :, n : 2 * n]
+    if mode == "GRU":
+        steps = gru_scan(x_proj, h, w_hh, b_hh, reverse)
+        return steps[..., :n], steps[last, :, :n], None
+    nonlinearity = "tanh" if mode == "RNN_TANH" else "relu"
+    steps = rnn_scan(x_proj, h, w_hh, b_hh, nonlinearity, reverse)
+    return steps, steps[last], None
 
 
 def _activation(nonlinearity):
@@ -239,25 +233,7 @@ class RNNBase(Module):
     def _run_direction(self, x, h, c, weights, reverse):
         """One layer in one direction over the whole sequence: (outputs, last h, last c)."""
         w_ih, w_hh, b_ih, b_hh = weights
-        x_proj = F.linear(x, w_ih, b_ih)
-        steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
-        outputs = []
-        if self.mode == "LSTM":
-            for t in steps:
-                h, c = _lstm_step(x_proj[t], h, c, w_hh, b_hh)
-                outputs.append(h)
-        elif self.mode == "GRU":
-            for t in steps:
-                h = _gru_step(x_proj[t], h, w_hh, b_hh)
-                outputs.append(h)
-        else:
-            activation = F.tanh if self.mode == "RNN_TANH" else F.relu
-            for t in steps:
-                h = _rnn_step(x_proj[t], h, w_hh, b_hh, activation)
-                outputs.append(h)
-        if reverse:
-            outputs.reverse()
-        return stack(outputs), h, c
+        return _scan(self.mode, F.linear(x, w_ih, b_ih), h, c, w_hh, b_hh, reverse)
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
@@ -395,6 +371,12 @@ class RNNCellBase(Module):
         for weight in self.parameters():
             init.uniform_(weight, -bound, bound)
 
+    def _step(self, mode, x, h, c=None):
+        """The layer's recurrence run for one step: (h', c' or None)."""
+        x_proj = F.linear(x, self.weight_ih, self.bias_ih).unsqueeze(0)
+        _, h, c = _scan(mode, x_proj, h, c, self.weight_hh, self.bias_hh)
+        return h, c
+
     def _check(self, input, hx):  # noqa: A002
         name = type(self).__name__
         if not hasattr(input, "ndim") or input.ndim not in (1, 2):
@@ -442,19 +424,13 @@ class RNNCell(RNNCellBase):
     def __init__(
         self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None, dtype=None
     ):
-        activation = _activation(nonlinearity)
+        _activation(nonlinearity)
         super().__init__(input_size, hidden_size, bias, 1, device, dtype)
-        self.nonlinearity, self._activation = nonlinearity, activation
+        self.nonlinearity = nonlinearity
 
     def forward(self, input, hx=None):  # noqa: A002
         x, (h,), batched = self._check(input, hx)
-        h = _rnn_step(
-            F.linear(x, self.weight_ih, self.bias_ih),
-            h,
-            self.weight_hh,
-            self.bias_hh,
-            self._activation,
-        )
+        h, _ = self._step("RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU", x, h)
         return h if batched else h.squeeze(0)
 
 
@@ -468,9 +444,7 @@ class LSTMCell(RNNCellBase):
         if hx is not None and (not isinstance(hx, tuple | list) or len(hx) != 2):
             raise TypeError(f"LSTMCell: hx must be a tuple (h, c), got {type(hx).__name__}")
         x, (h, c), batched = self._check(input, hx if hx is not None else (None, None))
-        h, c = _lstm_step(
-            F.linear(x, self.weight_ih, self.bias_ih), h, c, self.weight_hh, self.bias_hh
-        )
+        h, c = self._step("LSTM", x, h, c)
         return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
 
 
@@ -482,5 +456,5 @@ class GRUCell(RNNCellBase):
 
     def forward(self, input, hx=None):  # noqa: A002
         x, (h,), batched = self._check(input, hx)
-        h = _gru_step(F.linear(x, self.weight_ih, self.bias_ih), h, self.weight_hh, self.bias_hh)
+        h, _ = self._step("GRU", x, h)
         return h if batched else h.squeeze(0)
