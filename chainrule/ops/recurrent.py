@@ -152,25 +152,43 @@ def _gru(x_proj, h0, w_hh, b_hh, scan, reverse):
 def _gru_backward(g, x_proj, h0, w_hh, b_hh, out, reverse):
     steps, batch = out.shape[0], out.shape[1]
     n = w_hh.shape[1]
-    d_x = np.empty((steps, batch, 3 * n), dtype=out.dtype)
-    d_hidden = np.empty_like(d_x)
+    # The pre-activations' gradients, as the hidden projection h W_hh^T + b_hh sees them; the
+    # input projection's differ only in the candidate's third (kept apart in d_cand).
+    d_hidden = np.empty((steps, batch, 3 * n), dtype=out.dtype)
+    d_cand_all = np.empty((steps, batch, n), dtype=out.dtype)
     h_prev = _previous_states(h0, out[:, :, :n], reverse)
+    from_gates = g[:, :, n:].any()
     dh = np.zeros_like(h0)
     for t in _order(steps, not reverse):
-        row, grow = out[t], g[t]
+        row, grow, dhid = out[t], g[t], d_hidden[t]
         r, z, cand, hidden_n = (row[:, k * n : (k + 1) * n] for k in range(1, 5))
+        d_r, d_z, d_hn = (dhid[:, k * n : (k + 1) * n] for k in range(3))
+        d_cand = d_cand_all[t]
         dh += grow[:, :n]
-        d_cand = (dh * (1 - z) + grow[:, 3 * n : 4 * n]) * (1 - cand * cand)
-        d_r = (d_cand * hidden_n + grow[:, n : 2 * n]) * r * (1 - r)
-        d_z = (dh * (h_prev[t] - cand) + grow[:, 2 * n : 3 * n]) * z * (1 - z)
-        dx, dhid = d_x[t], d_hidden[t]
-        dx[:, :n] = dhid[:, :n] = d_r
-        dx[:, n : 2 * n] = dhid[:, n : 2 * n] = d_z
-        dx[:, 2 * n :] = d_cand
-        np.multiply(d_cand, r, out=dhid[:, 2 * n :])
-        dhid[:, 2 * n :] += grow[:, 4 * n :]
-        dh = dh * z + dhid @ w_hh
+        through_z = dh * z  # h' = (h - n) z + n: what reaches h directly
+        np.subtract(dh, through_z, out=d_cand)
+        if from_gates:
+            d_cand += grow[:, 3 * n : 4 * n]
+        d_cand -= d_cand * cand * cand
+        np.multiply(d_cand, hidden_n, out=d_r)
+        if from_gates:
+            d_r += grow[:, n : 2 * n]
+        d_r *= r
+        d_r -= d_r * r
+        np.subtract(h_prev[t], cand, out=d_z)
+        d_z *= dh
+        if from_gates:
+            d_z += grow[:, 2 * n : 3 * n]
+        d_z *= z
+        d_z -= d_z * z
+        np.multiply(d_cand, r, out=d_hn)
+        if from_gates:
+            d_hn += grow[:, 4 * n :]
+        dh = through_z
+        dh += dhid @ w_hh
     grads = _weight_grads(d_hidden, dh, h_prev, b_hh)
+    d_x = d_hidden.copy()
+    d_x[:, :, 2 * n :] = d_cand_all
     return (d_x,) + grads[1:]
 
 
