@@ -241,8 +241,9 @@ def _numbers(output):
 
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=[p.stem for p in PROGRAMS])
-def test_program_runs_unchanged_with_torch_losses(path, monkeypatch):
+def test_program_runs_unchanged_with_torch_losses(path, monkeypatch, tmp_path):
     source = path.read_text()
+    monkeypatch.chdir(tmp_path)  # a program's own files (a checkpoint) go there
     initial, applied, states, synced = [], [], [], []
 
     def record(module):

@@ -226,6 +226,39 @@ class Node:
     def __repr__(self):
         return f"<Node {self.op.name}#{self.seq}{' ' + self.name if self.name else ''}>"
 
+    @property
+    def next_functions(self):
+        """PyTorch's view of the edges back to the inputs: a `(node, 0)` pair per input, where
+        a leaf's node is an `AccumulateGrad` holding it as `.variable` and an input that takes no
+        gradient has `(None, 0)`. Made when asked for, so recording pays nothing for it."""
+        return tuple(
+            (None, 0)
+            if edge is None
+            else (edge, 0)
+            if type(edge) is Node
+            else (AccumulateGrad(edge), 0)
+            for edge in self.next
+        )
+
+
+class AccumulateGrad:
+    """Where a leaf's gradient ends up (its `.grad`), as PyTorch names it in `next_functions`."""
+
+    __slots__ = ("variable",)
+    next_functions = ()
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    def __eq__(self, other):
+        return isinstance(other, AccumulateGrad) and other.variable is self.variable
+
+    def __hash__(self):
+        return id(self.variable)
+
+    def __repr__(self):
+        return "<AccumulateGrad>"
+
 
 # What a freed node keeps of its constants without looking further: these hold no array.
 LIGHT_TYPES = frozenset({float, int, bool, complex, type(None), Shape})

@@ -257,7 +257,7 @@ def _gather_any(h, dim, index):
 
 
 def gather(x, dim, index):
-    """out[i][j] = x[i][index[i][j]] along `dim` (PyTorch's gather); the gradient scatter-adds."""
+    """`out[i][j] = x[i][index[i][j]]` along `dim` (PyTorch's gather); the gradient scatter-adds."""
     x = as_tensor(x)
     index = np.asarray(index.data if isinstance(index, Tensor) else index)
     if index.dtype.kind not in "iu":
