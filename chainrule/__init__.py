@@ -49,6 +49,7 @@ from . import (  # noqa: E402 - the training toolkit, on top of nn  # noqa: E402
     cuda,
     data,
     datasets,  # noqa: E402 - data sets as tensors, on top of ops
+    distributed,  # MPI is imported only when a process group starts
     optim,
     train,
     utils,
@@ -72,7 +73,6 @@ int16 = short = _dtypes.np.dtype("int16")
 _NOT_HERE = {
     "compile": "chainrule runs eagerly on NumPy; drop the torch.compile call",
     "jit": "there is no TorchScript; run the module directly",
-    "distributed": "chainrule trains in one process on the CPU",
     "multiprocessing": "chainrule trains in one process on the CPU",
     "onnx": "export the weights with cr.save (safetensors)",
     "sparse": "use dense tensors",

@@ -349,8 +349,9 @@ feature columns, written as CSV (to stdout unless --out). Classification adds on
 column per class."""
 EXPLAIN_DESCRIPTION = """Write a self-contained HTML report showing how backpropagation computes
 the model's gradients on DATA (required unless the model was fitted on the lesson's data)."""
-DEMO_DESCRIPTION = """Replay the lesson: every number it quotes, then all seven parameters trained
-from scratch, with its pictures written to --out."""
+DEMO_DESCRIPTION = """Replay the lesson: every number it quotes, the chain rule for all seven
+parameters (the lesson's next chapter), all seven trained from scratch, the slides' two-input model,
+and the multiplications backpropagation saves, with its pictures and report written to --out."""
 
 
 COMMANDS = {"fit": cmd_fit, "predict": cmd_predict, "explain": cmd_explain, "demo": cmd_demo}

@@ -50,6 +50,7 @@ from io import BytesIO
 import numpy as np
 from safetensors.numpy import save as _st_save
 
+from .engine.device import device, no_gpu_message
 from .engine.tensor import Tensor
 
 __all__ = ["CheckpointError", "load", "save"]
@@ -318,9 +319,18 @@ def _temporary_target(name):
 # ---- load ---------------------------------------------------------------------------------------
 
 
-def load(path):
+def load(path, map_location=None, *, weights_only=None):
     """Read a checkpoint written by `save` (tensors come back as chainrule Tensors). A plain
-    safetensors file from elsewhere loads as a dict of its tensors by name."""
+    safetensors file from elsewhere loads as a dict of its tensors by name.
+
+    PyTorch's `map_location` and `weights_only` are accepted so that `torch.load(PATH,
+    weights_only=True)` runs unchanged: a checkpoint here is safetensors and JSON, never a pickle,
+    so loading one runs no code whatever `weights_only` says, and tensors load onto the CPU, the
+    only device (map_location None, "cpu", a CPU device, a dict mapping devices to the CPU, or a
+    function, whose result would be a CPU tensor too)."""
+    _check_map_location(map_location)
+    if weights_only is not None and not isinstance(weights_only, bool):
+        raise TypeError(f"load: weights_only must be True, False or None, got {weights_only!r}")
     path = os.fspath(path)
     target = _temporary_target(os.path.basename(path))
     if target:
@@ -347,6 +357,21 @@ def load(path):
     if structure is None:
         return {name: Tensor._wrap(array) for name, array in arrays.items()}
     return _decode(structure, arrays)
+
+
+def _check_map_location(map_location):
+    if map_location is None or callable(map_location):
+        return
+    targets = map_location.values() if isinstance(map_location, dict) else [map_location]
+    for target in targets:
+        if not isinstance(target, str | device):
+            raise TypeError(
+                "load: map_location must be a device, a device name, a dict of them or a "
+                f"function, got {type(target).__name__}"
+            )
+        resolved = target if isinstance(target, device) else device(target)
+        if resolved.type != "cpu":
+            raise RuntimeError(no_gpu_message(f"load(map_location={str(resolved)!r})"))
 
 
 def open_regular_file(path):

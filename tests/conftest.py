@@ -4,6 +4,9 @@ Test modules import the helpers below with `from conftest import ...` (pytest pu
 sys.path); the autouse fixture restores global state that a test may change.
 """
 
+import os
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -113,3 +116,25 @@ def _exp_and_cube(lib):
 
 Exp, Cube = _exp_and_cube(cr)
 TorchExp, TorchCube = _exp_and_cube(torch)
+
+
+@pytest.fixture(scope="session")
+def _path_without_dot(tmp_path_factory):
+    """A PATH of one folder: links to every program on the real PATH except Graphviz's `dot`."""
+    folder = tmp_path_factory.mktemp("path-without-dot")
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not os.path.isdir(directory):
+            continue
+        for entry in os.scandir(directory):
+            link = folder / entry.name
+            if entry.name != "dot" and not link.exists() and not link.is_symlink():
+                link.symlink_to(entry.path)
+    return str(folder)
+
+
+@pytest.fixture
+def without_dot(_path_without_dot, monkeypatch):
+    """Run the test as on a machine without Graphviz: `dot` is not on PATH (nothing else is
+    changed, so chromium, python and the rest are still found)."""
+    monkeypatch.setenv("PATH", _path_without_dot)
+    assert shutil.which("dot") is None, "the PATH without dot still finds dot"

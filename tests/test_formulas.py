@@ -38,7 +38,7 @@ import chainrule.engine.broadcast as engine_broadcast
 import chainrule.ops
 from chainrule.engine.op import LOCAL, VJP, Derivative, Op, declared_ops, local
 from chainrule.explain import expr
-from chainrule.ops import array_or_tensor, linalg, shape
+from chainrule.ops import array_or_tensor, linalg, recurrent, shape
 
 # Every module of chainrule.ops is imported (a new one too), so that all its declarations register.
 for _module in pkgutil.iter_modules(chainrule.ops.__path__):
@@ -430,6 +430,102 @@ def _conv_grad_rows(kind):
     return rows
 
 
+# The recurrent ops against a loop written in PyTorch (its per-step output laid out as the op's),
+# and their gradients against PyTorch's autograd through that loop.
+
+
+def _torch_scan(kind, x_proj, h0, c0, w_hh, b_hh, reverse, nonlinearity="tanh"):
+    h, c, rows = h0, c0, {}
+    order = range(x_proj.shape[0] - 1, -1, -1) if reverse else range(x_proj.shape[0])
+    for t in order:
+        hidden = h @ w_hh.T + (0 if b_hh is None else b_hh)
+        if kind == "lstm":
+            i, f, g, o = (x_proj[t] + hidden).chunk(4, -1)
+            i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+            c = f * c + i * g
+            h = o * c.tanh()
+            rows[t] = torch.cat([h, c, i, f, g, o], -1)
+        elif kind == "gru":
+            x_r, x_z, x_n = x_proj[t].chunk(3, -1)
+            h_r, h_z, h_n = hidden.chunk(3, -1)
+            r, z = (x_r + h_r).sigmoid(), (x_z + h_z).sigmoid()
+            cand = (x_n + r * h_n).tanh()
+            h = (1 - z) * cand + z * h
+            rows[t] = torch.cat([h, r, z, cand, h_n], -1)
+        else:
+            pre = x_proj[t] + hidden
+            h = pre.tanh() if nonlinearity == "tanh" else pre.relu()
+            rows[t] = h
+    return torch.stack([rows[t] for t in range(x_proj.shape[0])])
+
+
+def _scan_oracles(kind, params):
+    def tensors(arrays, grad=False):
+        return [
+            None if a is None else torch.tensor(np.asarray(a), requires_grad=grad) for a in arrays
+        ]
+
+    def split(args):
+        # (x_proj, h0, [c0,] w_hh, b_hh, scan): the scan's scratch object is no value, and the
+        # explainer's evaluation drops a missing b_hh from the call
+        args = list(args[:-1])
+        if len(args) == (4 if kind == "lstm" else 3):
+            args.append(None)
+        if kind != "lstm":
+            args.insert(2, None)
+        return args
+
+    def forward(*args):
+        return _torch_scan(kind, *tensors(split(args)), **params).detach().numpy()
+
+    def backward(g, *args):
+        args = split(args[:-2] + args[-1:])  # drop `out`: the oracle recomputes it
+        inputs = tensors(args, grad=True)
+        out = _torch_scan(kind, *inputs, **params)
+        wanted = [x for x in inputs if x is not None]
+        found = iter(torch.autograd.grad(out, wanted, torch.tensor(np.asarray(g))))
+        grads = [None if x is None else next(found).numpy() for x in inputs]
+        if kind != "lstm":
+            del grads[2]
+        return grads
+
+    return forward, backward
+
+
+def _scan_rows(kind):
+    n, steps, batch = 2, 3, 2
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
+    rows = []
+    for reverse, bias, nonlinearity in [
+        (False, True, "tanh"),
+        (True, True, "tanh"),
+        (False, False, "tanh"),
+        (True, True, "relu"),
+    ]:
+        if nonlinearity == "relu" and kind != "rnn":
+            continue
+        inputs = {"x_proj": _real((steps, batch, gates * n), 80), "h0": _real((batch, n), 81)}
+        if kind == "lstm":
+            inputs["c0"] = _real((batch, n), 82)
+        inputs["w_hh"] = _real((gates * n, n), 83)
+        inputs["b_hh"] = _real((gates * n,), 84) if bias else None
+        inputs["scan"] = recurrent.Scan()
+        params = {"reverse": reverse}
+        oracle = dict(params)
+        if kind == "rnn":
+            params["nonlinearity"] = oracle["nonlinearity"] = nonlinearity
+        backward = _scan_oracles(kind, oracle)[1]
+        rows.append(
+            Row(
+                inputs,
+                params,
+                lambda op, b=backward: {f"{kind}_backward": b},
+                label=f"reverse={reverse} bias={bias} {nonlinearity}",
+            )
+        )
+    return rows
+
+
 def _pool_rows():
     rows = []
     for kernel, stride, padding, dilation in [
@@ -529,6 +625,16 @@ SPECS = {
     "narrow": [Row({"x": _real((3, 5), 61)}, {"dim": 1, "start": 1, "length": 3})],
     "pad_into": [Row({"g": _real((3, 2), 62)}, {"shape": (3, 5), "dim": 1, "start": 2})],
     "clone": _unary(_real),
+    "tril": [Row({"x": _real((4, 5), 75)}, {"diagonal": d}, label=f"diagonal {d}") for d in (0, 2)]
+    + [Row({"x": _real((2, 3, 4), 76)}, {"diagonal": -1}, label="batched")],
+    "triu": [Row({"x": _real((4, 5), 77)}, {"diagonal": d}, label=f"diagonal {d}") for d in (0, -2)]
+    + [Row({"x": _real((2, 4, 3), 78)}, {"diagonal": 1}, label="batched")],
+    "roll": [
+        Row({"x": _real((3, 4), 79)}, {"shifts": 5, "dims": None}, label="flattened"),
+        Row({"x": _real((3, 4, 2), 80)}, {"shifts": (1, -3), "dims": (0, 1)}, label="two dims"),
+    ],
+    "flip": [Row({"x": _real((3, 4, 2), 81)}, {"dims": dims}) for dims in ((0,), (0, 2))],
+    "cumsum": [Row({"x": _real((3, 4, 2), 82)}, {"dim": d}, label=f"dim {d}") for d in (0, 1, 2)],
     "broadcast_to": [Row({"x": _real((3, 1), 63)}, {"shape": (2, 3, 4)})],
     "sum_to": [Row({"x": _real((2, 3, 4), 64)}, {"shape": (3, 1)})],
     "matmul": _matmul_rows(),
@@ -549,6 +655,9 @@ SPECS = {
     "conv2d_grad_input": _conv_grad_rows("input"),
     "conv2d_grad_weight": _conv_grad_rows("weight"),
     "max_pool2d": _pool_rows(),
+    "lstm": _scan_rows("lstm"),
+    "gru": _scan_rows("gru"),
+    "rnn": _scan_rows("rnn"),
     # no derivatives: only the forward formula is checked
     **{
         name: _binary_rows() + [Row(_tied(69), label="ties")]
@@ -711,6 +820,11 @@ def forward_oracles(p):
         "softmax": lambda x: torch.softmax(t(np.asarray(x)), p["dim"]).numpy(),
         "log_softmax": lambda x: torch.log_softmax(t(np.asarray(x)), p["dim"]).numpy(),
         "cross_entropy": cross_entropy,
+        "tril": lambda x: torch.tril(t(np.asarray(x)), p["diagonal"]).numpy(),
+        "triu": lambda x: torch.triu(t(np.asarray(x)), p["diagonal"]).numpy(),
+        "roll": lambda x: torch.roll(t(np.asarray(x)), p["shifts"], p["dims"]).numpy(),
+        "flip": lambda x: torch.flip(t(np.asarray(x)), p["dims"]).numpy(),
+        "cumsum": lambda x: torch.cumsum(t(np.asarray(x)), p["dim"]).numpy(),
     }
     if "dim" in p and "keepdim" in p:  # the reductions
         names.update(
@@ -731,6 +845,10 @@ def forward_oracles(p):
             conv2d_grad_input=lambda g, w: helpers["conv2d_grad_input"](g, w, p["input_shape"]),
             conv2d_grad_weight=lambda g, x: helpers["conv2d_grad_weight"](g, x, p["weight_shape"]),
         )
+    if "reverse" in p:  # the recurrent ops
+        oracle = {k: p[k] for k in ("reverse", "nonlinearity") if k in p}
+        for kind in ("lstm", "gru", "rnn"):
+            names[kind] = _scan_oracles(kind, oracle)[0]
     if "kernel" in p:
         names["max_pool2d"] = lambda x: F.max_pool2d(
             t(np.asarray(x)), p["kernel"], p["stride"], p["padding"], p["dilation"]

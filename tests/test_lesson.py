@@ -5,6 +5,7 @@ Expected numbers come from the lesson text and from NumPy's own evaluation of th
 import numpy as np
 import pytest
 
+import chainrule as cr
 from chainrule import lesson
 
 
@@ -97,6 +98,21 @@ def test_demo_writes_its_pictures_and_report_and_says_where(demo):
     assert str(out.resolve()) in text
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 5 and "<svg" in page
+    assert page.count('<div class="cr-steps"') == 1  # the slides' backward pass, step by step
+
+
+def test_demo_without_dot_draws_its_graphs_as_pictures_and_in_the_report(tmp_path, without_dot):
+    lines = []
+    lesson.run_demo(out_dir=tmp_path, echo=lines.append)
+    for name in ("lesson_graph", "slides_graph"):
+        svg = (tmp_path / f"{name}.svg").read_text()
+        assert "<svg" in svg and "digraph" not in svg, name
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert not (tmp_path / f"{name}.dot").exists()
+    assert ">SSR<" in (tmp_path / "lesson_graph.svg").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert page.count('data-renderer="viz.js"') == 2 and "<pre>digraph" not in page
+    assert "lesson_graph.png" in "\n".join(lines)
 
 
 def test_run_b3_descent_still_prints_the_lesson(capsys):
@@ -104,3 +120,120 @@ def test_run_b3_descent_still_prints_the_lesson(capsys):
     out = capsys.readouterr().out
     assert "SSR at b3 = 0: 20.42" in out
     assert round(final, 2) == 2.61
+
+
+# ---- the network as the lesson draws it ---------------------------------------------------------
+
+
+def _numpy_nodes(p, x):
+    x1 = p["w1"] * x + p["b1"]
+    x2 = p["w2"] * x + p["b2"]
+    y1, y2 = np.logaddexp(0, x1), np.logaddexp(0, x2)
+    return x1, y1, x2, y2, p["w3"] * y1 + p["w4"] * y2 + p["b3"]
+
+
+def test_the_graph_shows_both_hidden_nodes_under_the_lessons_names():
+    p = lesson.known_parameters(0.0, requires_grad=lesson.PARAMETERS)
+    loss = lesson.named_ssr(p)
+    drawing = cr.explain.graph(loss, highlight=p["w1"])
+    for name in ("dosage", "x1", "y1", "x2", "y2", "predicted", "SSR", "observed"):
+        assert f"<b>{name}</b>" in drawing.source, name
+    assert "∂y1/∂x1 = sigmoid(x1)" in drawing.source and "∂predicted/∂y2 = w4" in drawing.source
+    assert "= y1 * w3 + y2 * w4 + b3" in drawing.source
+    assert "softplus(dosage" not in drawing.source  # no node folds a hidden node into its formula
+    chains = {
+        name: cr.explain.paths(loss, p[name]).paths[0].chain_text("SSR")
+        for name in lesson.PARAMETERS
+    }
+    assert chains["w1"] == "dSSR/dpredicted * dpredicted/dy1 * dy1/dx1 * dx1/dw1"
+    assert chains["b2"] == "dSSR/dpredicted * dpredicted/dy2 * dy2/dx2 * dx2/db2"
+    assert chains["w4"] == "dSSR/dpredicted * dpredicted/dw4"
+
+
+def test_the_plots_draw_the_hidden_nodes_of_one_forward_pass(tmp_path):
+    model = lesson.LessonNetwork(dict(lesson.KNOWN, b3=2.61))
+    grid = np.linspace(0, 1, 11)
+    fig = lesson._plot_lesson_fit(model, grid, tmp_path / "fit.png", "fit")
+    drawn = {line.get_label(): line.get_ydata() for line in fig.axes[0].lines}
+    start = dict(lesson.KNOWN, b3=2.61)
+    x1, y1, x2, y2, predicted = _numpy_nodes(start, grid)
+    blue = next(v for k, v in drawn.items() if k.startswith("top node"))
+    orange = next(v for k, v in drawn.items() if k.startswith("bottom node"))
+    np.testing.assert_allclose(blue, start["w3"] * y1, rtol=1e-12)
+    np.testing.assert_allclose(orange, start["w4"] * y2, rtol=1e-12)
+    np.testing.assert_allclose(drawn["fitted curve"], predicted, rtol=1e-12)
+    nodes = model.nodes(cr.tensor(grid, dtype=cr.float64))
+    np.testing.assert_allclose(nodes.x1.detach().numpy(), x1, rtol=1e-12)
+    np.testing.assert_allclose(nodes.x2.detach().numpy(), x2, rtol=1e-12)
+    assert [nodes.x1.name, nodes.y1.name, nodes.x2.name, nodes.y2.name] == ["x1", "y1", "x2", "y2"]
+    assert (tmp_path / "fit.png").stat().st_size > 1000
+
+
+# ---- the next chapter: all seven derivatives ----------------------------------------------------
+
+
+def _numpy_ssr_of(p):
+    *_, predicted = _numpy_nodes(p, np.array(lesson.DOSAGE))
+    return float(np.sum((np.array(lesson.EFFICACY) - predicted) ** 2))
+
+
+def test_demo_derives_all_seven_as_a_real_backward_and_finite_differences_do(demo):
+    results, _, _ = demo
+    start = lesson.seeded_start(0)
+    model = lesson.LessonNetwork(start)
+    lesson.named_ssr(model.parameters_by_name()).backward()
+    h = 1e-6
+    for name in lesson.PARAMETERS:
+        derived = results["seven"][name]
+        assert derived == pytest.approx(getattr(model, name).grad.item(), rel=1e-12, abs=1e-15)
+        up, down = dict(start), dict(start)
+        up[name] += h
+        down[name] -= h
+        slope = (_numpy_ssr_of(up) - _numpy_ssr_of(down)) / (2 * h)
+        assert derived == pytest.approx(slope, rel=1e-6, abs=1e-8), name
+
+
+def test_the_seven_derivatives_are_the_first_training_steps_slopes(demo):
+    results, _, _ = demo
+    first = results["all_seven_trace"].steps[0]["params"]
+    for name in lesson.PARAMETERS:
+        assert float(first[name]["slope"]) == pytest.approx(results["seven"][name], rel=1e-12)
+
+
+def test_demo_writes_each_derivative_in_the_lessons_notation_point_by_point(demo):
+    results, text, _ = demo
+    assert (
+        "dSSR/dw1 = dSSR/dpredicted * dpredicted/dy1 * dy1/dx1 * dx1/dw1   (through the top node)"
+        in text
+    )
+    assert "         = Σ -2(observed_i - predicted_i) * w3 * sigmoid(x1_i) * dosage_i" in text
+    assert "         = Σ -2(observed_i - predicted_i) * y2_i" in text  # dSSR/dw4
+    assert "         = Σ -2(observed_i - predicted_i) * 1" in text  # dSSR/db3
+    # each data point's product, as the lesson multiplies it out
+    start = lesson.seeded_start(0)
+    x = np.array(lesson.DOSAGE)
+    x1, y1, _, _, predicted = _numpy_nodes(start, x)
+    residual = -2 * (np.array(lesson.EFFICACY) - predicted)
+    expected = residual * start["w3"] * (1 / (1 + np.exp(-x1))) * x
+    derivation = dict(zip(lesson.PARAMETERS, results["seven_derivations"], strict=True))["w1"]
+    np.testing.assert_allclose(derivation.paths[0].product, expected, rtol=1e-12)
+    line = next(ln for ln in lesson.chain_rule_lines(derivation) if ln.lstrip().startswith("= ("))
+    assert line.count(")(") == 9 and line.count(" + ") == 2  # 3 points, 4 factors each
+
+
+# ---- calculate once and use many times ----------------------------------------------------------
+
+
+def test_demo_counts_the_multiplications_backprop_saves(demo):
+    results, text, out = demo
+    counts = results["multiplications"]
+    slides = counts["The slides' model"]
+    assert (slides.backward, slides.paths, slides.forward) == (8, 13, 13)
+    layer = counts["nn.Linear(64, 32), a batch of 16, MSE loss"]
+    assert layer.parameters == 64 * 32 + 32
+    for c in counts.values():
+        assert c.backward < c.paths <= c.forward
+    assert "The lesson's network: the gradient of SSR, 7 numbers" in text
+    assert "(weight: 2,048, bias: 32)" in text
+    page = (out / "report.html").read_text()
+    assert page.count('<table class="chainrule-counts">') == 3

@@ -320,6 +320,81 @@ CASES += [
     # indexing
     Case("gather", lambda m, x: m.gather(x, 1, m.tensor([[0, 0], [3, 1], [2, 2]])), ((3, 4),)),
     Case("gather.method", lambda m, x: x.gather(0, m.tensor([[0, 2, 2, 1]])), ((3, 4),)),
+    # masks, triangles, rolls, running sums, sorting
+    Case("masked_fill", lambda m, x: m.masked_fill(x, x > 0.3, -2.5), ((3, 4),), "nonzero"),
+    Case(
+        "masked_fill.broadcast_mask.method",
+        lambda m, x, y: x.masked_fill(y[0] > 0, float("-inf")).exp() * x,
+        ((3, 4), (1, 4)),
+        grads=(True, False),
+    ),
+    Case(
+        "masked_fill.tensor_value.method",
+        lambda m, x, v: x.masked_fill(x < 0, v.sum()),
+        ((3, 4), (2,)),
+    ),
+    Case(
+        "masked_fill_.method",
+        lambda m, x: (x * 1.0).masked_fill_(x > 0, 0.5) * x,
+        ((3, 4),),
+        "nonzero",
+    ),
+    Case("tril", lambda m, x: m.tril(x), ((4, 4),)),
+    Case("tril.diagonal.method", lambda m, x: x.tril(diagonal=-1), ((2, 3, 4),)),
+    Case("triu", lambda m, x: m.triu(x, 1), ((3, 5),)),
+    Case("triu.batched.method", lambda m, x: x.triu(diagonal=-2), ((2, 4, 3),)),
+    Case("roll", lambda m, x: m.roll(x, 2), ((3, 4),)),
+    Case("roll.dims", lambda m, x: m.roll(x, (1, -2), (0, 2)), ((3, 4, 5),)),
+    Case("roll.dim.method", lambda m, x: x.roll(-1, 1), ((3, 4),)),
+    Case("flip", lambda m, x: m.flip(x, (0, 2)), ((2, 3, 4),)),
+    Case("flip.method", lambda m, x: x.flip(-1), ((3, 4),)),
+    Case("cumsum", lambda m, x: m.cumsum(x, 1), ((3, 4),)),
+    Case("cumsum.dim0.method", lambda m, x: x.cumsum(dim=0) * x, ((3, 4, 2),)),
+    Case("cumsum.negative_dim.method", lambda m, x: x.cumsum(-1), ((2, 5),)),
+    Case("sort", lambda m, x: m.sort(x), ((3, 4),), "distinct"),
+    Case("sort.descending.method", lambda m, x: x.sort(0, descending=True), ((3, 4),), "distinct"),
+    Case(
+        "sort.stable_dim.method",
+        lambda m, x: x.sort(dim=1, stable=True).values * x,
+        ((2, 5, 3),),
+        "distinct",
+    ),
+    Case("topk", lambda m, x: m.topk(x, 2), ((3, 5),), "distinct"),
+    Case(
+        "topk.smallest.method", lambda m, x: x.topk(3, dim=0, largest=False), ((4, 5),), "distinct"
+    ),
+    Case("topk.values.method", lambda m, x: x.topk(1).values * x, ((3, 5),), "distinct"),
+    # attention
+    Case(
+        "F.scaled_dot_product_attention",
+        lambda m, q, k, v: Fn(m).scaled_dot_product_attention(q, k, v),
+        ((2, 3, 4, 5), (2, 3, 6, 5), (2, 3, 6, 2)),
+    ),
+    Case(
+        "F.scaled_dot_product_attention.causal_scale",
+        lambda m, q, k, v: Fn(m).scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.7),
+        ((2, 5, 3), (2, 5, 3), (2, 5, 4)),
+    ),
+    Case(
+        "F.scaled_dot_product_attention.bool_mask_dead_row",
+        lambda m, q, k, v, b: Fn(m).scaled_dot_product_attention(
+            q, k, v, attn_mask=(b > 0).masked_fill(m.arange(4)[:, None] == 1, False)
+        ),
+        ((2, 4, 3), (2, 6, 3), (2, 6, 2), (4, 6)),
+        grads=(True, True, True, False),
+    ),
+    Case(
+        "F.scaled_dot_product_attention.float_mask_dropout0",
+        lambda m, q, k, v, b: Fn(m).scaled_dot_product_attention(
+            q, k, v, attn_mask=b, dropout_p=0.0
+        ),
+        ((1, 2, 4, 3), (1, 2, 4, 3), (1, 2, 4, 3), (4, 4)),
+    ),
+    Case(
+        "F.scaled_dot_product_attention.gqa",
+        lambda m, q, k, v: Fn(m).scaled_dot_product_attention(q, k, v, enable_gqa=True),
+        ((1, 4, 3, 2), (1, 2, 5, 2), (1, 2, 5, 3)),
+    ),
     # nn.functional
     Case("F.linear", lambda m, x, w, b: Fn(m).linear(x, w, b), ((5, 3), (4, 3), (4,))),
     Case("F.linear.no_bias", lambda m, x, w: Fn(m).linear(x, w), ((5, 3), (4, 3))),
@@ -519,6 +594,7 @@ def test_every_api_operation_has_a_parity_row():
         permute T mT expand broadcast_to squeeze unsqueeze flatten cat stack split chunk matmul
         einsum F.linear F.relu F.softplus F.sigmoid F.tanh F.gelu F.softmax F.log_softmax
         F.mse_loss F.l1_loss F.cross_entropy F.binary_cross_entropy_with_logits
+        masked_fill tril triu roll flip cumsum sort topk F.scaled_dot_product_attention
     """.split()
     covered = {
         c.name.split(".")[0] if not c.name.startswith("F.") else ".".join(c.name.split(".")[:2])
@@ -530,7 +606,8 @@ def test_every_api_operation_has_a_parity_row():
     have_methods = (
         "exp log log1p sqrt abs sin cos tanh sigmoid relu clamp maximum minimum where pow sign sum "
         "mean var std amax amin prod logsumexp norm max min reshape view transpose permute expand "
-        "broadcast_to squeeze unsqueeze flatten split chunk softmax log_softmax"
+        "broadcast_to squeeze unsqueeze flatten split chunk softmax log_softmax masked_fill "
+        "masked_fill_ tril triu roll flip cumsum sort topk"
     ).split()
     missing = [name for name in have_methods if name not in method_forms]
     assert not missing, f"method forms without a parity row: {missing}"

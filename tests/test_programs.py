@@ -8,8 +8,9 @@ recorded at its first call in the PyTorch run and copied into the chainrule run 
 by name. The same random draws: in
 the chainrule run, the random functions a program calls (`torch.randn`, `randint`, `randn_like`,
 `Generator`, dropout masks, the DataLoader's seeds...) draw from PyTorch's generators, seeded as
-the program seeds them, and at each sync point (each model's first call, each DataLoader iteration) the
-global generator is where the PyTorch run had it. The programs themselves are not touched.
+the program seeds them, and at each sync point (each model's first call, each DataLoader
+iteration, each `randint` and `multinomial` draw) the global generator is where the PyTorch run
+had it. The programs themselves are not touched.
 """
 
 import contextlib
@@ -75,8 +76,30 @@ def _size(size):
     return tuple(size[0]) if len(size) == 1 and not isinstance(size[0], int) else size
 
 
-def _random_from_torch():
-    """Replacements, by name in the chainrule namespace, for the random functions programs call."""
+# Draws of data (batch indices, samples) that a program may make between building a model and
+# calling it, when the two runs' generators are not yet in step (PyTorch's initialisation drew
+# from it, chainrule's did not): each is a sync point of its own.
+SYNCED_DRAWS = ("randint", "multinomial")
+
+
+def _synced_torch_draws(remember):
+    """torch's data-drawing functions for the PyTorch run, each remembering the state first."""
+
+    def synced(name):
+        original = getattr(torch, name)
+
+        def draw(*args, **kwargs):
+            remember()
+            return original(*args, **kwargs)
+
+        return draw
+
+    return {name: synced(name) for name in SYNCED_DRAWS}
+
+
+def _random_from_torch(restore):
+    """Replacements, by name in the chainrule namespace, for the random functions programs call;
+    `restore()` runs before each of the SYNCED_DRAWS."""
 
     def randn(*size, dtype=None, requires_grad=False, generator=None, device=None):
         t = torch.randn(
@@ -90,10 +113,23 @@ def _random_from_torch():
         )
         return _from_torch(t, requires_grad)
 
-    def randint(low, high=None, size=(), dtype=None, generator=None, device=None):
-        low, high = (0, low) if high is None else (low, high)
+    def randint(low=None, high=None, size=None, dtype=None, generator=None, device=None):
+        if isinstance(high, tuple | list) and size is None:  # randint(high, size)
+            low, high, size = None, low, high
+        low, high = (0, low) if high is None else (0 if low is None else low, high)
+        restore()
         t = torch.randint(low, high, tuple(size), generator=_torch_generator(generator))
         return _from_torch(t).to(cr.int64 if dtype is None else dtype)
+
+    def multinomial(input, num_samples, replacement=False, generator=None):  # noqa: A002
+        restore()
+        t = torch.multinomial(
+            torch.from_numpy(input.detach().numpy()),
+            num_samples,
+            replacement,
+            generator=_torch_generator(generator),
+        )
+        return _from_torch(t)
 
     def randperm(n, generator=None, device=None):
         return _from_torch(torch.randperm(n, generator=_torch_generator(generator)))
@@ -118,6 +154,7 @@ def _random_from_torch():
         "rand": rand,
         "randint": randint,
         "randperm": randperm,
+        "multinomial": multinomial,
         "randn_like": randn_like,
         "rand_like": rand_like,
         "manual_seed": manual_seed,
@@ -204,8 +241,9 @@ def _numbers(output):
 
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=[p.stem for p in PROGRAMS])
-def test_program_runs_unchanged_with_torch_losses(path, monkeypatch):
+def test_program_runs_unchanged_with_torch_losses(path, monkeypatch, tmp_path):
     source = path.read_text()
+    monkeypatch.chdir(tmp_path)  # a program's own files (a checkpoint) go there
     initial, applied, states, synced = [], [], [], []
 
     def record(module):
@@ -233,11 +271,14 @@ def test_program_runs_unchanged_with_torch_losses(path, monkeypatch):
         synced.append(True)
 
     torch.manual_seed(0)
-    theirs, their_output = _run(source, torch, record, remember, monkeypatch)
+    with monkeypatch.context() as patch:
+        for name, draw in _synced_torch_draws(remember).items():
+            patch.setattr(torch, name, draw)
+        theirs, their_output = _run(source, torch, record, remember, monkeypatch)
     torch.manual_seed(0)
     cr.manual_seed(0)
     with monkeypatch.context() as patch:
-        for name, replacement in _random_from_torch().items():
+        for name, replacement in _random_from_torch(restore).items():
             patch.setattr(cr, name, replacement)
         patch.setattr(cr.nn.functional, "dropout", _dropout_from_torch)
         patch.setattr(cr.data.DataLoader, "__iter__", _iter_drawing_a_base_seed)

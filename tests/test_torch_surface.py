@@ -804,7 +804,7 @@ def test_non_persistent_buffers_stay_out_of_state_dict_as_torch():
     assert ours.to(cr.float64).scratch.dtype == cr.float64
 
 
-@pytest.mark.parametrize("name", ["masked_fill", "tril", "sort", "topk", "cumsum", "multinomial"])
+@pytest.mark.parametrize("name", ["repeat", "index_select", "nonzero", "unique", "scatter_"])
 def test_tensor_methods_not_here_yet_get_one_line_naming_the_alternative(name):
     with pytest.raises(AttributeError) as info:
         getattr(cr.zeros(2), name)
@@ -812,3 +812,57 @@ def test_tensor_methods_not_here_yet_get_one_line_naming_the_alternative(name):
     assert f"Tensor.{name}" in message and "not in chainrule yet" in message
     assert "\n" not in message
     assert not hasattr(cr.zeros(1), "no_such_method")
+
+
+# ---- grad_fn.next_functions, load's PyTorch arguments -------------------------------------------
+
+
+def _walk_next_functions(node, seen):
+    """The graph as PyTorch programs walk it: (kind, [children]) with leaves by identity."""
+    if node is None:
+        return None
+    if hasattr(node, "variable"):
+        return ("leaf", seen[id(node.variable)])
+    return ("node", [(_walk_next_functions(n, seen), i) for n, i in node.next_functions])
+
+
+def test_next_functions_walk_the_graph_as_torch():
+    def build(m):
+        a = m.tensor([1.0, 2.0], requires_grad=True)
+        b = m.tensor([3.0, 4.0], requires_grad=True)
+        c = m.tensor([5.0, 6.0])  # takes no gradient: (None, 0)
+        y = ((a * b + c) * a).sum()
+        return y, {id(a): "a", id(b): "b"}
+
+    (ours, ours_ids), (theirs, theirs_ids) = build(cr), build(torch)
+    assert _walk_next_functions(ours.grad_fn, ours_ids) == _walk_next_functions(
+        theirs.grad_fn, theirs_ids
+    )
+    leaf_pair = ours.grad_fn.next_functions[0][0].next_functions[1]
+    assert leaf_pair[1] == 0 and leaf_pair[0].next_functions == ()
+    assert isinstance(ours.grad_fn.next_functions, tuple)
+
+
+def test_load_accepts_torch_load_arguments(tmp_path):
+    path = tmp_path / "model.pt"
+    cr.save({"w": cr.ones(2)}, path)
+    for kwargs in [
+        {"weights_only": True},
+        {"weights_only": False, "map_location": "cpu"},
+        {"map_location": cr.device("cpu")},
+        {"map_location": torch.device("cpu").type},
+        {"map_location": {"cuda:0": "cpu"}},
+        {"map_location": lambda storage, location: storage},
+    ]:
+        assert cr.load(path, **kwargs)["w"].tolist() == [1.0, 1.0]
+    assert cr.load(path, "cpu")["w"].tolist() == [1.0, 1.0]  # positional, as torch.load
+
+
+@pytest.mark.parametrize("where", ["cuda", "cuda:1", cr.device("mps"), {"cpu": "cuda:0"}])
+def test_load_onto_a_gpu_says_there_is_no_gpu_backend(tmp_path, where):
+    path = tmp_path / "model.pt"
+    cr.save({"w": cr.ones(2)}, path)
+    with pytest.raises(RuntimeError, match=r"load\(map_location=.*no GPU backend"):
+        cr.load(path, map_location=where)
+    with pytest.raises(TypeError, match="weights_only must be True, False or None"):
+        cr.load(path, weights_only="yes")

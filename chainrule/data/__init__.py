@@ -17,6 +17,7 @@ __all__ = [
     "ConcatDataset",
     "DataLoader",
     "Dataset",
+    "DistributedSampler",
     "IterableDataset",
     "RandomSampler",
     "Sampler",
@@ -273,6 +274,7 @@ def default_collate(samples):
 
 from .samplers import (  # noqa: E402 - they build on nothing here, the loader builds on them
     BatchSampler,
+    DistributedSampler,
     RandomSampler,
     Sampler,
     SequentialSampler,

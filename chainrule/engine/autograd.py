@@ -12,7 +12,7 @@ import heapq
 import numpy as np
 
 from .broadcast import sum_to
-from .op import IDENTITY, LOCAL, VJP, Node
+from .op import IDENTITY, LIGHT_TYPES, LOCAL, SMALL_CONSTANT_BYTES, VJP, Node, keep_constants
 from .state import modes, state
 from .tensor import Tensor
 
@@ -242,18 +242,46 @@ def _seed(tensor, gradient, create_graph):
     return Tensor._wrap(seed) if create_graph else seed
 
 
-def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate):
+def grad_with_values(output, inputs, grad_output, values):
+    """The gradients of `output` with respect to `inputs` (None for one it does not reach), as
+    `grad(..., retain_graph=True, allow_unused=True)` computes them, also through nodes whose
+    saved values a backward freed: `values[node]` is such a node's (input arrays, output array),
+    recomputed by the caller (the explainer replays the forward). Nodes that still hold their
+    saved values use those; nothing is freed, `.grad` is left alone."""
+    found = _run([output], [grad_output], True, False, inputs, accumulate=False, values=values)
+    return tuple(found.get(x) for x in inputs)
+
+
+def _run(outputs, gradients, retain_graph, create_graph, targets, accumulate, values=None):
     """Backward from `outputs`: seed them, walk the nodes newest first, then settle the leaves.
     With `targets`, returns their gradients (and only nodes leading to one are visited)."""
     if retain_graph is None:
         retain_graph = create_graph
     grads, seen_arrays = _seed_all(outputs, gradients, create_graph)
     roots = {t.grad_fn for t in outputs if t.grad_fn is not None}
-    walk = _Walk(roots, targets, create_graph, retain_graph, accumulate)
+    walk = _Walk(roots, targets, create_graph, retain_graph, accumulate, values)
+    if state.post_accumulate_hooks and targets is None and accumulate:
+        walk.ready = _ready_leaves(roots, state.post_accumulate_hooks)
+        walk.seen_arrays = seen_arrays
     with set_grad_enabled(create_graph):  # a backward is recorded only under create_graph
         walk.run(grads)
     # What is left in `grads` are the leaves' totals.
     return _settle_leaves(grads, seen_arrays, walk, create_graph, accumulate)
+
+
+def _ready_leaves(roots, hooked):
+    """For the leaves with post-accumulate hooks: node number -> the leaves whose gradient is
+    final once that node has delivered (their oldest consumer). Settling them there, rather than
+    after the whole walk, lets a hook (DistributedDataParallel's) start work during backward."""
+    last = {}
+    for node in graph_nodes(roots):
+        for parent in node.next:
+            if parent is not None and type(parent) is not Node and hooked.get(id(parent)):
+                last.setdefault(parent, node.seq)  # oldest first: the first is the oldest consumer
+    ready = {}
+    for leaf, seq in last.items():
+        ready.setdefault(seq, []).append(leaf)
+    return ready
 
 
 def _seed_all(outputs, gradients, create_graph):
@@ -271,12 +299,15 @@ class _Walk:
     """One backward pass over the nodes behind `roots`; `captured` collects the targets'
     gradients."""
 
-    def __init__(self, roots, targets, create_graph, retain_graph, accumulate):
+    def __init__(self, roots, targets, create_graph, retain_graph, accumulate, values=None):
         self.roots = roots
+        self.values = values  # see grad_with_values
         self.create_graph = create_graph
         self.retain_graph = retain_graph
         self.accumulate = accumulate  # whether retain_grad() tensors keep their gradient
         self.captured = {}
+        self.ready = None  # node number -> leaves to settle after it (see _ready_leaves)
+        self.seen_arrays = None
         if targets is None:
             self.target_keys = self.wanted = None
         else:
@@ -291,8 +322,11 @@ class _Walk:
         pop = heapq.heappop
         create_graph, retain_graph = self.create_graph, self.retain_graph
         target_keys, wanted = self.target_keys, self.wanted
+        values = self.values
         anomaly = modes.anomaly
         last_inplace = state.last_inplace
+        ready = self.ready
+        light, small, ndarray = LIGHT_TYPES, SMALL_CONSTANT_BYTES, np.ndarray
         while heap:
             node = pop(heap)[1]
             g = grads.pop(node)
@@ -305,21 +339,43 @@ class _Walk:
                     continue
             saved = node.saved
             if saved is None:
-                raise _freed_error(node)
-            if last_inplace > node.seq:
-                _check_versions(node)
-            if create_graph:
-                if not isinstance(g, Tensor):
-                    g = Tensor._wrap(g)
-                args = saved
-                out = None if node.out is None else Tensor._wrap(node.out, node)
+                if values is None:
+                    raise _freed_error(node)
+                args, out = values[node]
             else:
-                args = node.arrays
-                out = node.out
+                if last_inplace > node.seq:
+                    _check_versions(node)
+                if create_graph:
+                    if not isinstance(g, Tensor):
+                        g = Tensor._wrap(g)
+                    args = saved
+                    out = None if node.out is None else Tensor._wrap(node.out, node)
+                else:
+                    args = node.arrays
+                    out = node.out
             # args serve as the shapes: arrays (or Tensors) and placeholders, all with .shape
             deliver_gradients(node, g, args, out, node.next, args, grads, heap, anomaly, None)
             if not retain_graph:
+                # Keep the constants, so that the graph can still be explained: the whole of
+                # `saved` where nothing in it holds more than a small array of its own (the
+                # common case, tested here inline as this runs once per node), else what
+                # keep_constants picks.
+                for x in saved:
+                    kind = type(x)
+                    if kind not in light and (
+                        kind is not ndarray or x.nbytes > small or x.base is not None
+                    ):
+                        node.constants = keep_constants(node.next, saved)
+                        break
+                else:
+                    node.constants = saved
                 node.saved = node.arrays = node.out = None
+            if ready is not None and node.seq in ready:
+                for leaf in ready.pop(node.seq):
+                    if leaf in grads:
+                        _settle_leaf(
+                            leaf, grads.pop(leaf), self.seen_arrays, self, create_graph, True
+                        )
 
 
 def deliver_gradients(node, g, args, out, parents, shapes, grads, heap, anomaly, evaluate):
@@ -390,20 +446,28 @@ def _settle_leaves(grads, seen_arrays, walk, create_graph, accumulate):
     with targets, the captured result)."""
     captured, target_keys = walk.captured, walk.target_keys
     for leaf, g in grads.items():
-        if leaf._hooks:
-            g = _run_hooks(leaf._hooks, g, create_graph)
-        if not create_graph:
-            g = _own_array(g, leaf, seen_arrays)
-        if target_keys is not None:
-            if leaf in target_keys:
-                captured[leaf] = g if create_graph else Tensor._wrap(g)
-        elif accumulate:
-            _accumulate_grad(leaf, g, create_graph)
+        _settle_leaf(leaf, g, seen_arrays, walk, create_graph, accumulate)
     if target_keys is not None and not create_graph:
         for key, g in captured.items():
             if not isinstance(g, Tensor):
                 captured[key] = Tensor._wrap(np.array(g))
     return captured
+
+
+def _settle_leaf(leaf, g, seen_arrays, walk, create_graph, accumulate):
+    if leaf._hooks:
+        g = _run_hooks(leaf._hooks, g, create_graph)
+    if not create_graph:
+        g = _own_array(g, leaf, seen_arrays)
+    if walk.target_keys is not None:
+        if leaf in walk.target_keys:
+            walk.captured[leaf] = g if create_graph else Tensor._wrap(g)
+    elif accumulate:
+        _accumulate_grad(leaf, g, create_graph)
+        post_hooks = state.post_accumulate_hooks.get(id(leaf))
+        if post_hooks:
+            for hook in tuple(post_hooks):
+                hook(leaf)
 
 
 def _own_array(g, leaf, seen_arrays):

@@ -8,6 +8,7 @@ generate their tables from the registry of declarations (`declared_ops`).
 
 import re
 import traceback
+import weakref
 
 import numpy as np
 
@@ -209,7 +210,8 @@ class Node:
     `saved` holds, per input, the Tensor or constant that backward needs, a `Shape`, or None;
     `arrays` is the same with Tensors replaced by their arrays (what a normal backward computes
     with; `saved` serves create_graph and the in-place checks). Both become None when a backward
-    without retain_graph frees them.
+    without retain_graph frees them; `constants` then keeps the constant inputs (see
+    `keep_constants`), so that the graph can still be explained.
     """
 
     # Rarely set, so class defaults rather than a store per node: this is created once per op.
@@ -219,9 +221,122 @@ class Node:
     name = None  # the user's name for the output tensor
     trace = None  # where user code created it, under detect_anomaly
     out_modified = False  # the output was changed in place after it was computed
+    constants = None  # after a backward freed `saved`: what keep_constants kept of it
 
     def __repr__(self):
         return f"<Node {self.op.name}#{self.seq}{' ' + self.name if self.name else ''}>"
+
+    @property
+    def next_functions(self):
+        """PyTorch's view of the edges back to the inputs: a `(node, 0)` pair per input, where
+        a leaf's node is an `AccumulateGrad` holding it as `.variable` and an input that takes no
+        gradient has `(None, 0)`. Made when asked for, so recording pays nothing for it."""
+        return tuple(
+            (None, 0)
+            if edge is None
+            else (edge, 0)
+            if type(edge) is Node
+            else (AccumulateGrad(edge), 0)
+            for edge in self.next
+        )
+
+
+class AccumulateGrad:
+    """Where a leaf's gradient ends up (its `.grad`), as PyTorch names it in `next_functions`."""
+
+    __slots__ = ("variable",)
+    next_functions = ()
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    def __eq__(self, other):
+        return isinstance(other, AccumulateGrad) and other.variable is self.variable
+
+    def __hash__(self):
+        return id(self.variable)
+
+    def __repr__(self):
+        return "<AccumulateGrad>"
+
+
+# What a freed node keeps of its constants without looking further: these hold no array.
+LIGHT_TYPES = frozenset({float, int, bool, complex, type(None), Shape})
+
+# A freed node keeps a constant array (or a constant tensor) of at most this many bytes: the
+# numbers a lesson or a slide writes inline, which nothing else holds. Anything bigger (a batch, a
+# dropout mask) it keeps only while something else holds it, so that a graph that outlives its
+# backward, as the last step's loss does in a training loop, holds no more memory than before.
+SMALL_CONSTANT_BYTES = 4096
+
+
+class Released:
+    """A constant input that a freed node holds weakly: `ref` (None where the object takes no
+    weak reference), `copy`, a stand-in for a small one that was a view of a bigger array (it
+    would otherwise keep the whole array alive) or computed in another graph, and what to call
+    it in a message."""
+
+    __slots__ = ("ref", "copy", "shape", "kind")
+
+    def __init__(self, x, copy=None):
+        try:
+            self.ref = weakref.ref(x)
+        except TypeError:
+            self.ref = None
+        self.copy = copy
+        self.shape = tuple(x.shape) if isinstance(x, Tensor | np.ndarray) else None
+        self.kind = type(x).__name__
+
+    def value(self):
+        """The constant, or None where nothing kept it."""
+        x = None if self.ref is None else self.ref()
+        return self.copy if x is None else x
+
+
+def keep_constants(nexts, saved):
+    """What a node keeps of `saved` when backward frees it: per input, its constant (an input
+    without a gradient edge, whose value nothing else in the graph holds), None for the rest.
+    Small constants are kept; others become `Released`."""
+    kept = []
+    for parent, x in zip(nexts, saved):
+        if parent is not None or type(x) in LIGHT_TYPES:
+            kept.append(None if parent is not None else x)
+        elif isinstance(x, Tensor | np.ndarray):
+            array = x.data if isinstance(x, Tensor) else x
+            if array.nbytes > SMALL_CONSTANT_BYTES:
+                kept.append(Released(x))
+            elif array.base is None and getattr(x, "grad_fn", None) is None:
+                kept.append(x)
+            elif isinstance(x, Tensor):
+                stand_in = Tensor._wrap(array.copy())
+                stand_in._name = x.name
+                kept.append(Released(x, stand_in))
+            else:
+                kept.append(Released(x, array.copy()))
+        elif isinstance(x, np.generic | str):
+            kept.append(x)
+        else:  # an object that may hold anything (a custom Function's ctx holds its saved tensors)
+            kept.append(Released(x))
+    return tuple(kept)
+
+
+def constant_inputs(node):
+    """Per input of `node`, the constant it was given (None where the input has a gradient
+    edge); after a backward freed the node, a constant nothing holds any more is `Released`."""
+    values = node.saved if node.saved is not None else node.constants
+    if values is None:  # freed, and it had no constants
+        return (None,) * len(node.next)
+    return tuple(
+        None if parent is not None else _resolve(x)
+        for parent, x in zip(node.next, values, strict=False)
+    )
+
+
+def _resolve(x):
+    if type(x) is not Released:
+        return x
+    value = x.value()
+    return x if value is None else value
 
 
 def _new_node(op, nexts, saved, arrays, out_array, keep_out, params):

@@ -5,8 +5,9 @@ grad mode on and the other two off, whatever the thread that started it was doin
 only through `state.set_mode`, which the scoped switches in engine.autograd call (no_grad,
 enable_grad, set_grad_enabled, inference_mode, detect_anomaly); those restore them on every way out.
 
-Process-wide, in `state`: the default dtype, the default random generator, and the one sequence
-that numbers nodes and stamps in-place changes; every thread sees the same ones.
+Process-wide, in `state`: the default dtype, the default random generator, the one sequence
+that numbers nodes and stamps in-place changes, and the leaves' post-accumulate hooks; every
+thread sees the same ones.
 
 Every operation asks "record?" and every new node "anomaly mode?". A thread-local read costs about
 30 ns, a few percent of a small op, so they first read `state.default_modes`, True while every
@@ -42,6 +43,7 @@ class _ProcessState:
         "sequence",
         "last_inplace",
         "default_modes",
+        "post_accumulate_hooks",
         "_threads_off_default",
         "_lock",
     )
@@ -58,6 +60,10 @@ class _ProcessState:
         # counted, which only costs the fast path); default_modes is True exactly when none are.
         self._threads_off_default = 0
         self.default_modes = True
+        # id(leaf) -> hooks to call once backward has put its final .grad in place
+        # (Tensor.register_post_accumulate_grad_hook); backward looks at them only when any exist.
+        # Keyed by id, not by the tensor: a tensor's == is elementwise.
+        self.post_accumulate_hooks = {}
         self._lock = threading.Lock()
 
     def set_mode(self, name, value):

@@ -198,6 +198,26 @@ class Tensor:
         hooks.append(hook)
         return RemovableHandle(hooks, hook)
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """`hook(tensor)` runs when backward has accumulated this leaf's final `.grad`, during the
+        backward pass (as soon as no node left to run can add to it), as in PyTorch."""
+        if self.grad_fn is not None:
+            raise RuntimeError(
+                "post accumulate grad hooks cannot be registered on non-leaf tensors; register "
+                "it on the leaf this tensor was computed from, or use register_hook"
+            )
+        if not self.requires_grad:
+            raise RuntimeError(
+                "cannot register a post accumulate grad hook on a tensor that does not require grad"
+            )
+        registry = state.post_accumulate_hooks
+        hooks = registry.get(id(self))
+        if hooks is None:
+            hooks = registry[id(self)] = []
+            weakref.finalize(self, registry.pop, id(self), None)
+        hooks.append(hook)
+        return RemovableHandle(hooks, hook)
+
     def retain_grad(self):
         """Keep `.grad` for this non-leaf tensor after backward, as leaves do."""
         if self.grad_fn is None:

@@ -2,29 +2,35 @@
 slides: inputs on the left, the loss on the right, each node with its value and gradient, each edge
 with its local derivative (formula and number), and the backward path to `highlight` standing out.
 
-The DOT text is written here; Graphviz's `dot` program renders it (SVG, PNG, PDF). Without `dot`
-the drawing still has its `.source`, and saving writes that DOT text and says how to get Graphviz.
+The DOT text is written here; Graphviz's `dot` program renders it (SVG, PNG, PDF) where it is
+installed. Without `dot` every drawing is still drawn (`render`): files by a layered layout of its
+own, web pages and Jupyter by Graphviz compiled to WebAssembly running in the page.
 """
 
 import html
 import shutil
 import subprocess
+import sys
+from functools import cache
 from pathlib import Path as _FilePath
 
 import numpy as np
 
 from ..engine.state import state
-from . import expr
+from . import expr, render
 from .paths import format_array
 from .recorded import Recorded, Vertex
 
 # Past this many nodes a drawing groups operations by module (or by chains of operations).
 GROUP_ABOVE = 200
 
+_GET_GRAPHVIZ = (
+    "install it with `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS) "
+    "or from https://graphviz.org/download/"
+)
 INSTALL_HINT = (
-    "Graphviz's `dot` program is not installed, so only the DOT source was written; install it "
-    "with `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS) or from "
-    "https://graphviz.org/download/"
+    "Graphviz's `dot` program is not installed, so graphs are drawn with chainrule's built-in "
+    "layered layout; for Graphviz's own layout " + _GET_GRAPHVIZ
 )
 
 _HIGHLIGHT = "#d9480f"
@@ -122,26 +128,27 @@ class Drawing:
         visible = [v for v in recorded.vertices if v.visible and _drawn(v)]
         self.grouped = len(visible) > GROUP_ABOVE if group is None else bool(group)
         self.on_path = _on_path(recorded, targets)
-        self.source = self._dot_grouped(modules) if self.grouped else self._dot(visible)
+        # The drawing as (name, attributes) nodes and (source, target, attributes) edges, which
+        # the built-in layout draws directly, and as the DOT text `dot` and the browser read.
+        parts = self._grouped_parts(modules) if self.grouped else self._parts(visible)
+        self._nodes, self._edges = parts
+        self.source = _dot_source(*parts)
 
-    # ---- DOT --------------------------------------------------------------------------------
-    def _dot(self, visible):
+    # ---- nodes and edges --------------------------------------------------------------------
+    def _parts(self, visible):
         rec = self.recorded
-        lines = _header()
+        nodes, edges = [], []
         for v in visible:
-            lines.append(f"  {_id(v)} [{_attrs(self._node_style(v))}];")
+            nodes.append((_id(v), self._node_style(v)))
         for v in visible:
             if v.kind != "op":
                 continue
             for producer, formula, value, raw in _visible_inputs(rec, v):
                 if not _drawn(producer):
                     continue
-                lines.append(
-                    f"  {_id(producer)} -> {_id(v)} "
-                    f"[{_attrs(self._edge_style(v, producer, formula, value, raw))}];"
-                )
-        lines.append("}")
-        return "\n".join(lines)
+                style = self._edge_style(v, producer, formula, value, raw)
+                edges.append((_id(producer), _id(v), style))
+        return nodes, edges
 
     def _node_style(self, v):
         title = v.name
@@ -203,18 +210,18 @@ class Drawing:
                 style.update(color=_GREY, fontcolor=_GREY)
         return style
 
-    def _dot_grouped(self, modules):
+    def _grouped_parts(self, modules):
         """One box per module (or per chain of operations), edges between boxes with shapes."""
         rec = self.recorded
         owner = _groups(rec, modules)
-        lines = _header()
+        nodes, edges = [], []
         members = {}
         for v in rec.vertices:
             if _drawn(v):
                 members.setdefault(owner[v], []).append(v)
         for key, vs in members.items():
             if isinstance(key, Vertex):
-                lines.append(f"  {_id(key)} [{_attrs(self._node_style(key))}];")
+                nodes.append((_id(key), self._node_style(key)))
                 continue
             ops = [v for v in vs if v.kind == "op"]
             last = max(ops, key=lambda v: v.index) if ops else vs[-1]
@@ -242,7 +249,7 @@ class Drawing:
                     style.update(color=_HIGHLIGHT, penwidth="3")
                 else:
                     style.update(color=_GREY, fontcolor=_GREY)
-            lines.append(f"  {_group_id(key)} [{_attrs(style)}];")
+            nodes.append((_group_id(key), style))
         seen = set()
         for v in rec.op_vertices():
             for _, item in v.inputs:
@@ -260,16 +267,19 @@ class Drawing:
                 if self.targets:
                     on = item in self.on_path and v in self.on_path
                     style.update(color=_HIGHLIGHT if on else _GREY, penwidth="3" if on else "1")
-                lines.append(f"  {_group_id(a)} -> {_group_id(b)} [{_attrs(style)}];")
-        lines.append("}")
-        return "\n".join(lines)
+                edges.append((_group_id(a), _group_id(b), style))
+        return nodes, edges
 
     # ---- rendering --------------------------------------------------------------------------
     def pipe(self, format="svg"):  # noqa: A002 - graphviz's name
-        """The drawing rendered by `dot` as bytes; RuntimeError with the install hint without it."""
+        """The drawing rendered by `dot` as bytes; RuntimeError saying how to install it without
+        it."""
         dot = shutil.which("dot")
         if dot is None:
-            raise RuntimeError(INSTALL_HINT)
+            raise RuntimeError(
+                f"Drawing.pipe({format!r}) needs Graphviz's `dot` program, which is not installed "
+                "(save() draws svg, png and pdf without it); " + _GET_GRAPHVIZ
+            )
         result = subprocess.run(
             [dot, f"-T{format}"], input=self.source.encode(), capture_output=True, timeout=120
         )
@@ -278,46 +288,61 @@ class Drawing:
         return result.stdout
 
     def save(self, path, format=None):  # noqa: A002
-        """Write the drawing; the format comes from the suffix (.svg, .png, .pdf, .dot/.gv).
-        Returns the path written: the .dot file (and a printed install hint) when `dot` is
-        missing."""
+        """Write the drawing and return its path; the format comes from the suffix (.svg, .png,
+        .pdf; .dot/.gv write the DOT source). Without `dot`, svg, png and pdf are drawn by the
+        built-in layered layout, and a note (once per session) says how to get Graphviz."""
         path = _FilePath(path)
         fmt = (format or path.suffix.lstrip(".") or "svg").lower()
         if fmt in ("dot", "gv"):
             path.write_text(self.source)
             return path
-        if shutil.which("dot") is None:
-            fallback = path.with_suffix(".dot")
-            fallback.write_text(self.source)
-            print(f"{INSTALL_HINT} ({fallback})")
-            return fallback
-        path.write_bytes(self.pipe(fmt))
+        if shutil.which("dot") is not None:
+            path.write_bytes(self.pipe(fmt))
+            return path
+        if fmt not in render.LAYERED_FORMATS:
+            raise ValueError(
+                f"cannot draw {path} as {fmt!r} without Graphviz's `dot`: the built-in layout "
+                f"writes {', '.join(render.LAYERED_FORMATS)} (or .dot for the source)"
+            )
+        render.draw_layered_graph(self._nodes, self._edges, path, fmt, left_to_right=True)
+        _note_builtin_layout()
         return path
 
     def svg(self):
+        """The drawing as SVG text, by `dot` (RuntimeError saying how to install it without it)."""
         return self.pipe("svg").decode()
 
     def _repr_svg_(self):
         if shutil.which("dot") is None:
-            return None
+            return None  # the HTML form draws it in the page instead
         return self.svg()
 
     def _repr_html_(self):
         if shutil.which("dot") is None:
-            return f"<p>{html.escape(INSTALL_HINT)}</p><pre>{html.escape(self.source)}</pre>"
+            return render.browser_html(self.source)
         return self.svg()
 
     def __str__(self):
         return self.source
 
 
-def _header():
-    return [
+@cache
+def _note_builtin_layout():
+    """Say once per session that `dot` was missing: a note, not a failure."""
+    print(f"note: {INSTALL_HINT}", file=sys.stderr)
+
+
+def _dot_source(nodes, edges):
+    lines = [
         "digraph chainrule {",
         '  graph [rankdir=LR, nodesep=0.35, ranksep=0.6, fontname="Helvetica", bgcolor="white"];',
         '  node [fontname="Helvetica"];',
         '  edge [fontname="Helvetica"];',
     ]
+    lines += [f"  {_dot_id(name)} [{_attrs(style)}];" for name, style in nodes]
+    lines += [f"  {_dot_id(a)} -> {_dot_id(b)} [{_attrs(style)}];" for a, b, style in edges]
+    lines.append("}")
+    return "\n".join(lines)
 
 
 def _drawn(v):
@@ -434,7 +459,11 @@ def _id(v):
 def _group_id(key):
     if isinstance(key, Vertex):
         return _id(key)
-    return '"group:' + key.replace('"', "'") + '"'
+    return "group:" + key.replace('"', "'")
+
+
+def _dot_id(name):
+    return name if name.isidentifier() else f'"{name}"'
 
 
 def _attrs(style):

@@ -15,6 +15,7 @@ from ..engine.broadcast import sum_to_array
 from ..engine.op import IDENTITY, LOCAL, NEGATE
 from ..engine.tensor import Tensor
 from . import expr
+from .layers import is_layer, layers_on_the_way, rule_shapes
 from .recorded import Recorded, Vertex
 
 MAX_PATHS = 64
@@ -176,7 +177,10 @@ class Derivation:
                 f"explain: {target.name} is a constant (it does not require grad), so there is "
                 "no derivative with respect to it"
             )
-        raw_paths, self.count = _enumerate(recorded, target, max_paths)
+        counts = _path_counts(recorded, target)
+        raw_paths, self.count = _enumerate(recorded, target, max_paths, counts)
+        # The layers of many neurons the gradient passes through, as matrix products.
+        self.layers = layers_on_the_way(recorded, [v for v in counts if v is not target])
         self.paths = []
         for raw in raw_paths:
             path = Path(recorded, raw, target)
@@ -204,6 +208,9 @@ class Derivation:
         return f"d{self.output.name}/d{self.target.name}"
 
     def lines(self):
+        return self._sum_lines() + self._layer_lines()
+
+    def _sum_lines(self):
         name = self.name
         if self.count == 0:
             return [f"{name} = 0 ({self.target.name} does not affect {self.output.name})"]
@@ -217,6 +224,9 @@ class Derivation:
         terms = " + ".join(format_array(p.value) for p in self.paths)
         lines.append(f"{name} = {terms} = {format_array(self.grad)}")
         return lines
+
+    def _layer_lines(self):
+        return all_layer_lines(self.layers, self.output.name)
 
     def _path_lines(self, p, label, indent):
         if p.is_product:
@@ -274,45 +284,62 @@ class Derivation:
         if len(self.paths) > 1:
             terms = " + ".join(_latex_number(format_array(p.value)) for p in self.paths)
             rows.append(rf"&= {terms} = {_latex_number(format_array(self.grad))}")
+        rows += [rf"&\quad \text{{{_latex_escape(text)}}}" for text in self._layer_lines()]
         return lhs + r" \begin{aligned}[t]" + r" \\ ".join(rows) + r"\end{aligned}"
 
     def _repr_html_(self):
-        body = html.escape(str(self))
-        return (
-            '<div class="chainrule-derivation"><pre style="font-family: monospace; '
-            f'white-space: pre-wrap; margin: 0">{body}</pre></div>'
-        )
+        return _pre_html(str(self))
 
     def _repr_latex_(self):
         return "$$" + self.to_latex() + "$$"
 
 
 class Explanations(list):
-    """Several derivations (one per wrt), printed one after another."""
+    """Several derivations (one per wrt), printed one after another, then the layers they pass
+    through, once each."""
 
     def __str__(self):
-        return "\n".join(str(d) for d in self)
+        layers = {}
+        for d in self:
+            layers.update((layer.vertex, layer) for layer in d.layers)
+        ordered = sorted(layers.values(), key=lambda layer: -layer.vertex.index)
+        lines = [line for d in self for line in d._sum_lines()]
+        if self:
+            lines += all_layer_lines(ordered, self[0].output.name)
+        return "\n".join(lines)
 
     def to_latex(self):
         return r" \\ ".join(d.to_latex() for d in self)
 
     def _repr_html_(self):
-        return "".join(d._repr_html_() for d in self)
+        return _pre_html(str(self))
 
 
-def _enumerate(recorded, target, limit):
-    """Raw paths (lists of (op vertex, input index)) from the output to target, at most `limit`,
-    and how many there are in all (counted without listing them)."""
-    reaches = {target}
+def _pre_html(text):
+    return (
+        '<div class="chainrule-derivation"><pre style="font-family: monospace; '
+        f'white-space: pre-wrap; margin: 0">{html.escape(text)}</pre></div>'
+    )
+
+
+def _path_counts(recorded, target):
+    """For each vertex from which target can be reached (target included), how many paths lead
+    from it to target."""
     count = {target: 1}
     for v in recorded.op_vertices():
         n = 0
         for _, item in v.inputs:
-            if isinstance(item, Vertex) and item in reaches and item.differentiable:
+            if isinstance(item, Vertex) and item in count and item.differentiable:
                 n += count[item]
         if n and v is not target:
-            reaches.add(v)
             count[v] = n
+    return count
+
+
+def _enumerate(recorded, target, limit, count):
+    """Raw paths (lists of (op vertex, input index)) from the output to target, at most `limit`,
+    and how many there are in all (counted without listing them); `count` is _path_counts'."""
+    reaches = count.keys()
     start = recorded.output
     if start not in reaches:
         return [], 0
@@ -327,6 +354,57 @@ def _enumerate(recorded, target, limit):
             if isinstance(item, Vertex) and item in reaches and item.differentiable:
                 stack.append((item, trail + [(v, i)]))
     return found, count[start]
+
+
+def all_layer_lines(layers, output_name):
+    """Each layer of many neurons on the way back, as the matrix products of its backward."""
+    if not layers:
+        return []
+    lines = [
+        f"the backward through each layer of many neurons, as matrix products (g_Y is "
+        f"d{output_name}/dY, calculated once and used by every product of its layer):"
+    ]
+    for layer in layers:
+        lines += [f"  {text}" for text in layer_lines(layer, output_name)]
+    return lines
+
+
+def layer_lines(layer, output_name):
+    """A layer's backward as text: its forward and sizes, the gradient arriving at its output,
+    and the product each input gets from it, with shapes and numbers."""
+    neurons = f"{layer.neurons} neuron{'s' if layer.neurons != 1 else ''}"
+    inputs = f"{layer.size['in']} input{'s' if layer.size['in'] != 1 else ''} each"
+    batch = f"a batch of {layer.batch}"
+    if len(layer.batch_shape) > 1:
+        batch += f" (its leading dims {_size_tuple(layer.batch_shape)} as one)"
+    head = f"{layer.name} = {layer.forward}: a layer of {neurons}, {inputs}, on {batch}"
+    labels, sizes = layer.forward_shapes
+    lines = [head + (f"   [{labels}; {sizes}]" if labels else "")]
+    used = [p for p in layer.products if p.computed]
+    shape = _size_tuple((layer.batch, layer.neurons))
+    lines.append(
+        f"  {layer.g_name} = d{output_name}/d{layer.name} = {format_array(layer.gradient)}   "
+        f"[(batch, out) = {shape}], used by {len(used)} product{'s' if len(used) != 1 else ''}:"
+    )
+    width = max(len(f"d{output_name}/d{p.input.name}") for p in used) if used else 0
+    for p in used:
+        lhs = f"d{output_name}/d{p.input.name}"
+        shapes = f"   [{p.shapes}]" if p.shapes else ""
+        line = f"    {lhs:<{width}} = {p.formula}{shapes}   = {format_array(p.value)}"
+        if p.feeds:
+            line += ", on to " + ", ".join(v.name for v in p.feeds)
+        if p.shared:
+            uses = len(p.input.consumers)
+            line += f" (this layer's share: {p.input.name} is used {uses} times)"
+        lines.append(line)
+    for p in layer.products:
+        if not p.computed:
+            lines.append(f"    ({p.input.name} needs no gradient, so {p.formula} is not computed)")
+    return lines
+
+
+def _size_tuple(shape):
+    return "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def _multiply(a, b):
@@ -357,7 +435,11 @@ def _factor(text):
 
 
 def _shapes(recorded, v, i):
-    """For a matrix product in a rule, the operands' shapes: `(2, 4) @ (4, 3) -> (2, 3)`."""
+    """For a matrix product in a rule, the operands' shapes: `(2, 4) @ (4, 3) -> (2, 3)`; for a
+    layer, with its dims named: `(out, in) = (out, batch) @ (batch, in); (4, 3) = (4, 5) @ (5, 3)`."""
+    named = rule_shapes(recorded, v, i) if is_layer(v) else None
+    if named is not None:
+        return named
     tree = expr.parse(recorded.derivative(v, i).formula)
     item = v.inputs[i][1]
     products = [

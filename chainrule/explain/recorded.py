@@ -2,9 +2,12 @@
 gradients and each edge's local derivative.
 
 Nothing here changes the engine or its graph. Values the engine did not keep are recomputed by
-running each op's forward over the graph from the leaves and the constants the nodes hold;
-gradients come from the engine itself (`cr.grad` with `retain_graph=True`), so what is shown is
-what backward computes.
+running each op's forward over the graph from the leaves and the constants the nodes hold (which
+a backward without retain_graph leaves them: see engine.op.keep_constants); gradients come from
+the engine's own walk (`grad_with_values`, given the recomputed values where backward freed the
+saved ones), so what is shown is what backward computes, bit for bit. No op's forward draws
+random numbers (dropout's mask is a constant input, kept like any other), so replaying it gives
+the forward's values exactly.
 """
 
 import ast
@@ -12,10 +15,10 @@ import ast
 import numpy as np
 from scipy import special
 
-from ..engine.autograd import deliver_gradients, graph_nodes
-from ..engine.autograd import grad as _engine_grad
-from ..engine.op import IDENTITY, LOCAL, NEGATE, Node, Shape
+from ..engine.autograd import deliver_gradients, grad_with_values, graph_nodes
+from ..engine.op import IDENTITY, LOCAL, NEGATE, Node, Released, Shape, constant_inputs
 from ..engine.tensor import Tensor
+from ..nn.owners import parameter_names
 from . import expr
 
 # Unnamed intermediates are written out inside the formulas that use them while they stay short;
@@ -108,22 +111,19 @@ class Recorded:
     # ---- structure --------------------------------------------------------------------------
     def _collect(self, root):
         for node in graph_nodes([root]):
-            if node.saved is None:
-                raise GraphError(
-                    f"explain: the graph was freed by a backward() without retain_graph=True "
-                    f"(at {node.op.name}); explain before calling backward, or call "
-                    "backward(retain_graph=True)"
-                )
             v = Vertex("op", node=node)
-            for i, (parent, saved) in enumerate(zip(node.next, node.saved, strict=False)):
+            constants = constant_inputs(node)
+            for i, (parent, constant) in enumerate(zip(node.next, constants, strict=False)):
                 if type(parent) is Node:
                     item = self._by_node[parent]
                 elif isinstance(parent, Tensor):
                     item = self._tensor_vertex(parent)
-                elif isinstance(saved, Tensor):
-                    item = self._tensor_vertex(saved)
+                elif type(constant) is Released:
+                    raise _released_error(node, i, constant)
+                elif isinstance(constant, Tensor):
+                    item = self._tensor_vertex(constant)
                 else:
-                    item = saved
+                    item = constant
                 if isinstance(item, Vertex):
                     item.consumers.append((v, i))
                 v.inputs.append((i, item))
@@ -177,6 +177,9 @@ class Recorded:
             if user:
                 v.name, v.user_named = str(user), True
                 taken.add(v.name)
+        for v, name in _model_names(self.vertices, taken).items():
+            v.name, v.user_named = name, True
+            taken.add(name)
         if self.output.name is None:
             wanted = "loss" if output.data.size == 1 else "out"
             self.output.name = wanted if wanted not in taken else _fresh(wanted, taken)
@@ -223,7 +226,7 @@ class Recorded:
     def _compute_values(self):
         for v in self.vertices:
             if v.kind != "op":
-                if v.tensor is not None and v.kind == "leaf":
+                if v.tensor is not None:
                     self._check_unmodified(v)
                 continue
             node = v.node
@@ -243,11 +246,14 @@ class Recorded:
             v.value = np.asarray(out)
 
     def _check_unmodified(self, v):
+        """The values are recomputed from the leaves and constants: as the forward saw them."""
         for consumer, _ in v.consumers:
             if v.tensor._version > consumer.node.seq:
+                cause = "an optimizer step?" if v.kind == "leaf" else "an in-place op on it?"
                 raise GraphError(
-                    f"explain: {v.name} was modified in place after the graph was recorded (an "
-                    "optimizer step?), so the graph's values are gone; explain before updating"
+                    f"explain: {v.name} (shape {tuple(v.tensor.shape)}) was modified in place "
+                    f"after {consumer.node.op.name} used it ({cause}), so the values the forward "
+                    "computed are gone; explain before changing it, or change a copy"
                 )
 
     def args(self, v):
@@ -272,21 +278,17 @@ class Recorded:
         return seed
 
     def _compute_grads(self):
-        targets, owners = [], []
+        targets, owners, freed = [], [], {}
         for v in self.vertices:
             if v.kind == "op":
                 targets.append(Tensor._wrap(v.value, v.node))
                 owners.append(v)
+                if v.node.saved is None:
+                    freed[v.node] = (self.args(v), v.value)
             elif v.kind == "leaf" and v.tensor.requires_grad:
                 targets.append(v.tensor)
                 owners.append(v)
-        grads = _engine_grad(
-            self.output_tensor,
-            targets,
-            grad_outputs=Tensor._wrap(self._seed),
-            retain_graph=True,
-            allow_unused=True,
-        )
+        grads = grad_with_values(self.output_tensor, targets, Tensor._wrap(self._seed), freed)
         for v, g in zip(owners, grads, strict=False):
             v.grad = None if g is None else g.data
 
@@ -439,9 +441,40 @@ class Recorded:
         return f"summed over {label} {where}: {name} was broadcast from {shape} to {full}"
 
 
+def _released_error(node, i, released):
+    name = node.op.inputs[i] if i < len(node.op.inputs) else f"input {i}"
+    what = f"shape {released.shape}" if released.shape is not None else released.kind
+    return GraphError(
+        f"explain: {node.op.name}'s constant input {name!r} ({what}) was freed by backward(): "
+        "without retain_graph=True a graph keeps only small constants and those held elsewhere "
+        "(a dropout mask or a custom Function's ctx is held only by the graph); explain before "
+        "backward(), or call backward(retain_graph=True)"
+    )
+
+
 # What evaluating part of a formula on this node's numbers may raise when the formula needs
 # something the numeric namespace does not have; anything else is a bug and propagates.
 _UNEVALUATED = (NameError, TypeError, ValueError)
+
+
+def _model_names(vertices, taken):
+    """Unnamed tensors that are parameters of a model (frozen ones too) -> the name the model's
+    named_parameters() gives them ("weight", "0.bias"). Where two separate models would give the
+    same name (two Linear layers used side by side), each model's names get its class and a
+    number in front ("Linear1.weight", "Linear2.weight")."""
+    unnamed = [v for v in vertices if v.tensor is not None and v.name is None]
+    found = parameter_names(v.tensor for v in unnamed)
+    named = {v: found[id(v.tensor)] for v in unnamed if id(v.tensor) in found}
+    names = [name for name, _ in named.values()]
+    if len(set(names)) == len(names) and not any(name in taken for name in names):
+        return {v: name for v, (name, _) in named.items()}
+    prefix, count = {}, {}
+    for _, model in named.values():
+        if id(model) not in prefix:
+            cls = type(model).__name__
+            count[cls] = count.get(cls, 0) + 1
+            prefix[id(model)] = f"{cls}{count[cls]}."
+    return {v: prefix[id(model)] + name for v, (name, model) in named.items()}
 
 
 def _fresh(base, taken):

@@ -1,6 +1,7 @@
-"""Self-contained HTML reports: derivations, the graph (inline SVG), the step table and plots
-(inline base64 PNG). Nothing in the page is fetched from the network: no scripts, no fonts, no
-external style sheets or images."""
+"""Self-contained HTML reports: derivations, the graph, the step table and plots (inline base64
+PNG). The graph is inline SVG from Graphviz's `dot`, or where `dot` is missing, laid out in the page
+by Graphviz compiled to WebAssembly (`render.browser_html`), shipped in the page itself. Nothing in
+the page is fetched from the network: no fonts, no external scripts, style sheets or images."""
 
 import base64
 import html
@@ -10,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.tensor import Tensor
-from .graph import INSTALL_HINT, graph, track_modules
+from . import render
+from .graph import graph, track_modules
 from .paths import paths
 from .trace import Trace, figure_png, plot_loss
 
@@ -26,6 +28,10 @@ table.chainrule-trace th, table.chainrule-trace td { border: 1px solid #dee2e6; 
 .graph svg { max-width: 100%; height: auto; }
 .plots img { max-width: 48%; margin: 4px; border: 1px solid #e9ecef; }
 .note { color: #868e96; font-size: 13px; }
+table.chainrule-counts { border-collapse: collapse; font-size: 13px; margin: 8px 0 16px; }
+table.chainrule-counts caption { text-align: left; font-weight: bold; padding: 4px 0; }
+table.chainrule-counts th, table.chainrule-counts td { border: 1px solid #dee2e6; padding: 2px 8px; }
+table.chainrule-counts td:nth-child(2) { text-align: right; font-family: monospace; }
 """
 
 
@@ -37,16 +43,20 @@ def write_report(
     derivations=(),
     symbolic=None,
     graph=None,
+    steps=None,
     trace=None,
     figures=(),
     text=(),
     table_rows=60,
+    multiplications=(),
 ):
     """Write one HTML file with everything inline and return its path.
 
     derivations: `paths(...)` results; symbolic: a `symbolic(...)` result; graph: a `graph(...)`
-    drawing; trace: a `Trace`; figures: matplotlib figures or (caption, figure) pairs; text:
-    (heading, preformatted text) pairs for anything else (for example a demo's printout).
+    drawing, or a list of them; trace: a `Trace`; figures: matplotlib figures or (caption, figure)
+    pairs; text: (heading, preformatted text) pairs for anything else (for example a demo's
+    printout); steps: a `steps(...)` result, the backward pass to step through with Next and Back.
+    multiplications: `count_multiplications(...)` results, or (caption, result) pairs.
     """
     parts = [f"<h1>{html.escape(title)}</h1>"]
     if intro:
@@ -58,9 +68,14 @@ def write_report(
     if symbolic is not None:
         parts.append("<h2>The same derivatives, symbolically (SymPy)</h2>")
         parts.append(f"<pre>{html.escape(str(symbolic))}</pre>")
-    if graph is not None:
+    drawings = [] if graph is None else list(graph) if isinstance(graph, list | tuple) else [graph]
+    if drawings:
         parts.append("<h2>The computational graph</h2>")
-        parts.append(_graph_html(graph))
+        for i, drawing in enumerate(drawings):
+            parts.append(_graph_html(drawing, first_in_page=i == 0))
+    if steps is not None:
+        parts.append("<h2>Backpropagation, step by step</h2>")
+        parts.append(steps.html(standalone=True))
     if trace is not None and len(trace):
         parts.append("<h2>Gradient descent, step by step</h2>")
         parts.append(trace.html_table(max_rows=table_rows))
@@ -73,6 +88,7 @@ def write_report(
             alt = html.escape(caption or "plot")
             parts.append(f'<img alt="{alt}" title="{alt}" src="data:image/png;base64,{data}"/>')
         parts.append("</div>")
+    parts += _multiplications_html(multiplications)
     for heading, body in text:
         parts.append(f"<h2>{html.escape(heading)}</h2><pre>{html.escape(body)}</pre>")
     page = (
@@ -87,16 +103,31 @@ def write_report(
     return path
 
 
-def _graph_html(drawing):
+def _graph_html(drawing, first_in_page=True):
     if shutil.which("dot") is None:
-        return (
-            f'<p class="note">{html.escape(INSTALL_HINT)}</p>'
-            f"<pre>{html.escape(drawing.source)}</pre>"
-        )
+        # The WebAssembly renderer (about 1.3 MB) goes in once, with the page's first graph.
+        return render.browser_html(drawing.source, include_library=first_in_page)
     svg = drawing.svg()
     # The SVG goes in as markup; its XML prologue and DOCTYPE are not allowed inside HTML.
     start = svg.find("<svg")
     return f'<div class="graph">{svg[start:]}</div>'
+
+
+def _multiplications_html(counts):
+    counts = list(counts)
+    if not counts:
+        return []
+    parts = [
+        "<h2>Calculate once and use many times: the multiplications counted</h2>",
+        '<p class="note">One multiplication is a gradient times one local derivative. The '
+        "backward pass multiplies along each edge once and shares what it got with every path "
+        "that goes on; multiplying out each path on its own, or running forward mode once per "
+        "parameter, repeats that work.</p>",
+    ]
+    for item in counts:
+        caption, result = item if isinstance(item, tuple) else (None, item)
+        parts.append(result.html_table(caption))
+    return parts
 
 
 def model_report(

@@ -1,6 +1,6 @@
 """`chainrule.nn`: modules, layers, losses and initialisation, with PyTorch's names."""
 
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .layers import (
     ELU,
     GELU,
@@ -38,8 +38,17 @@ from .loss import (
     SmoothL1Loss,
 )
 from .module import Module, Parameter
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 
 __all__ = [
+    "GRU",
+    "GRUCell",
+    "LSTM",
+    "LSTMCell",
+    "RNN",
+    "RNNBase",
+    "RNNCell",
+    "RNNCellBase",
     "BCELoss",
     "ELU",
     "HuberLoss",

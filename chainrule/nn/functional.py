@@ -17,6 +17,7 @@ from ..ops import (
     linear,
     log,
     log_softmax,
+    matmul,
     relu,
     sigmoid,
     softmax,
@@ -40,6 +41,7 @@ __all__ = [
     "mse_loss",
     "nll_loss",
     "relu",
+    "scaled_dot_product_attention",
     "sigmoid",
     "softmax",
     "softplus",
@@ -511,3 +513,75 @@ def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002
         return x * np.zeros(x.shape, dtype=x.dtype)
     keep = default_generator().random(x.shape) >= p
     return x * (keep * (1.0 / (1.0 - p))).astype(x.dtype)
+
+
+def scaled_dot_product_attention(
+    query,
+    key,
+    value,
+    attn_mask=None,
+    dropout_p=0.0,
+    is_causal=False,
+    scale=None,
+    enable_gqa=False,
+):
+    """softmax(query @ key^T * scale + bias) @ value over the last two dims, as PyTorch's
+    reference: scale defaults to 1/sqrt(E); a boolean attn_mask keeps the positions that are
+    True, a float one is added; is_causal keeps key positions up to each query's own (not
+    together with attn_mask, as in PyTorch); a query row with every position masked attends to nothing (its
+    output and gradients are 0, as PyTorch's safe softmax gives); dropout_p drops attention
+    weights (whatever the module's mode, as in PyTorch). Composed of recorded ops, so its
+    gradients are theirs."""
+    q, k, v = as_tensor(query), as_tensor(key), as_tensor(value)
+    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
+        raise ValueError(
+            "scaled_dot_product_attention: query, key and value need at least 2 dims (..., L, E), "
+            f"got shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"scaled_dot_product_attention: query {tuple(q.shape)} and key {tuple(k.shape)} must "
+            f"share the last dim (E), key and value {tuple(v.shape)} the sequence dim (S)"
+        )
+    if enable_gqa and k.ndim >= 3 and k.shape[-3] != q.shape[-3]:
+        k, v = _repeat_heads(k, q.shape[-3]), _repeat_heads(v, q.shape[-3])
+    if is_causal and attn_mask is not None:
+        raise RuntimeError(
+            "scaled_dot_product_attention: Explicit attn_mask should not be set when "
+            "is_causal=True (fold the causal triangle into the mask instead)"
+        )
+    length, source = q.shape[-2], k.shape[-2]
+    scores = matmul(q, k.mT) * (1.0 / np.sqrt(q.shape[-1]) if scale is None else float(scale))
+    if is_causal:
+        # Added, as PyTorch's reference adds its bias: 0 where a query sees a key, -inf
+        # elsewhere. Every query sees the first key, so no row is left empty.
+        causal = np.tril(np.ones((length, source), dtype=bool))
+        weights = softmax(scores + np.where(causal, 0.0, -np.inf).astype(scores.dtype), -1)
+    elif attn_mask is not None:
+        mask = as_tensor(attn_mask)
+        if mask.dtype == bool:
+            mask = Tensor._wrap(np.where(mask.data, 0.0, -np.inf).astype(scores.dtype))
+        scores = scores + mask
+        dead = np.isneginf(scores.data).all(axis=-1, keepdims=True)
+        if dead.any():
+            # A fully masked row: a finite stand-in keeps NaN out of softmax and its gradient.
+            weights = where(dead, 0.0, softmax(where(dead, 0.0, scores), -1))
+        else:
+            weights = softmax(scores, -1)
+    else:
+        weights = softmax(scores, -1)
+    if dropout_p > 0.0:
+        weights = dropout(weights, dropout_p, training=True)
+    return matmul(weights, v)
+
+
+def _repeat_heads(x, heads):
+    """(..., Hk, S, E) with each head repeated to make `heads` of them (repeat_interleave)."""
+    groups = x.shape[-3]
+    if heads % groups:
+        raise ValueError(
+            f"scaled_dot_product_attention: enable_gqa needs the query's {heads} heads to be a "
+            f"multiple of the key's and value's {groups}"
+        )
+    wide = x.unsqueeze(-3).expand(*x.shape[:-2], heads // groups, *x.shape[-2:])
+    return wide.reshape(*x.shape[:-3], heads, *x.shape[-2:])

@@ -9,6 +9,7 @@ import numpy as np
 from ..engine import dtypes
 from ..engine.device import check_device, is_device, no_gpu_message
 from ..engine.tensor import RemovableHandle, Tensor
+from .owners import note_children, note_owner
 
 
 class Parameter(Tensor):
@@ -64,9 +65,11 @@ class Module:
         if isinstance(value, Parameter):
             _forget(name, self.__dict__, modules, buffers)
             params[name] = value
+            note_owner(self, value)
         elif isinstance(value, Module):
             _forget(name, self.__dict__, params, buffers)
             modules[name] = value
+            note_owner(self, value)
         elif name in params or name in modules:
             if value is not None:
                 kind = "parameter" if name in params else "submodule"
@@ -104,6 +107,8 @@ class Module:
                 f"got {type(param).__name__}"
             )
         self._parameters[name] = param
+        if param is not None:
+            note_owner(self, param)
 
     def register_buffer(self, name, tensor, persistent=True):
         """A tensor in the module's state (converted by `to`) but not trained; saved in
@@ -122,8 +127,15 @@ class Module:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module({name!r}): {type(module).__name__} is not a Module")
         self._modules[name] = module
+        if module is not None:
+            note_owner(self, module)
 
     register_module = add_module
+
+    def __setstate__(self, state):
+        # Unpickling and copy.deepcopy fill the tables without __setattr__: note the owners here.
+        self.__dict__.update(state)
+        note_children(self)
 
     # ---- calling ---------------------------------------------------------------------------------
     def forward(self, *args, **kwargs):

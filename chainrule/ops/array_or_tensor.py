@@ -42,6 +42,16 @@ sigmoid = _either("sigmoid", _sigmoid)
 sign = _either("sign", np.sign)
 abs = _either("abs", np.abs)  # noqa: A001 - formulas say abs(x)
 erf = _either("erf", special.erf)
+tril = _either("tril", np.tril)
+triu = _either("triu", np.triu)
+roll = _either("roll", np.roll)
+flip = _either("flip", np.flip)
+cumsum = _either("cumsum", np.cumsum)
+
+
+def negated(shifts):
+    """-shifts for one shift or a tuple of them (roll's inverse)."""
+    return tuple(-s for s in shifts) if isinstance(shifts, tuple) else -shifts
 
 
 def where(cond, a, b):
@@ -120,9 +130,11 @@ def softmax(x, dim):
     Tensor that op."""
     if isinstance(x, Tensor):
         return x.softmax(dim)
-    shifted = np.exp(x - x.max(axis=dim, keepdims=True))
-    shifted /= shifted.sum(axis=dim, keepdims=True)
-    return shifted
+    e = np.empty_like(x)  # in place from here on: an array of its own even for a 0-d x
+    np.subtract(x, np.max(x, axis=dim, keepdims=True), out=e)
+    np.exp(e, out=e)
+    e /= np.sum(e, axis=dim, keepdims=True)
+    return e
 
 
 # Python floats: a NumPy float64 scalar would turn float32 arrays into float64 (NumPy 2 rules).

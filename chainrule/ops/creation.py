@@ -175,17 +175,75 @@ def randn(*size, dtype=None, requires_grad=False, generator=None, device=None):
     return _make(rng.standard_normal(_sizes(size)).astype(dtype), requires_grad)
 
 
-def randint(low, high=None, size=(), dtype=None, generator=None, device=None):
+def randint(low=None, high=None, size=None, dtype=None, generator=None, device=None):
+    """Integers drawn uniformly from [low, high): PyTorch's overloads `randint(high, size)` and
+    `randint(low, high, size)`, by position or by keyword (low defaults to 0)."""
     check_device("randint", device)
+    if isinstance(high, tuple | list) and size is None:  # randint(high, size)
+        low, high, size = None, low, high
     if high is None:
-        low, high = 0, low
+        low, high = None, low
+    if high is None:
+        raise TypeError("randint: give high (the exclusive upper bound), and size as a tuple")
+    low = 0 if low is None else int(low)
+    high = int(high)
+    if low >= high:
+        raise RuntimeError(
+            f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}"
+        )
     rng = generator or state.generator
+    shape = () if size is None or size == () else _sizes((size,))
     return _make(
-        rng.integers(low, high, size=_sizes((size,)) if size != () else ()).astype(
+        rng.integers(low, high, size=shape).astype(
             dtypes.int64 if dtype is None else dtypes.as_dtype(dtype)
         ),
         False,
     )
+
+
+def multinomial(input, num_samples, replacement=False, generator=None):  # noqa: A002
+    """`num_samples` category indices per row of the (1-D or 2-D) non-negative weights `input`,
+    drawn from the default generator (or `generator`), with or without replacement. Without
+    replacement the draws are in the order sequential sampling would give (exponential races)."""
+    weights = np.asarray(input.data if isinstance(input, Tensor) else input, dtype=np.float64)
+    if weights.ndim not in (1, 2):
+        raise RuntimeError(f"multinomial: prob_dist must be 1 or 2 dim, got shape {weights.shape}")
+    rows = weights.reshape(-1, weights.shape[-1])
+    categories, num_samples = rows.shape[1], int(num_samples)
+    if num_samples <= 0:
+        raise RuntimeError(f"multinomial: cannot sample n_sample <= 0 samples ({num_samples})")
+    if not replacement and num_samples > categories:
+        raise RuntimeError(
+            f"multinomial: cannot sample n_sample > prob_dist.size(-1) samples without "
+            f"replacement ({num_samples} > {categories})"
+        )
+    if not np.isfinite(rows).all() or (rows < 0).any():
+        raise RuntimeError(
+            "multinomial: probability tensor contains either `inf`, `nan` or element < 0"
+        )
+    totals = rows.sum(axis=1)
+    if (totals <= 0).any():
+        raise RuntimeError(
+            "multinomial: invalid multinomial distribution (sum of probabilities <= 0)"
+        )
+    rng = generator or state.generator
+    if replacement:
+        cdf = np.cumsum(rows / totals[:, None], axis=1)
+        draws = rng.random((len(rows), num_samples))
+        last_possible = categories - 1 - np.argmax(rows[:, ::-1] > 0, axis=1)
+        picked = np.stack([np.searchsorted(c, u, side="right") for c, u in zip(cdf, draws)])
+        # Rounding can leave the cdf's end just under 1: a draw beyond it takes the last category
+        # that has weight, never a trailing one of weight 0.
+        picked = np.minimum(picked, last_possible[:, None])
+    else:
+        # Each category's arrival time is Exp(1) / weight; the first num_samples to arrive are a
+        # draw without replacement, in order (Efraimidis and Spirakis). Categories of weight 0
+        # never arrive; when fewer have weight than are asked for, the rest are taken from them
+        # in index order, as PyTorch does.
+        arrival = np.full(rows.shape, np.inf)
+        np.divide(rng.standard_exponential(rows.shape), rows, out=arrival, where=rows > 0)
+        picked = np.argsort(arrival, axis=1, kind="stable")[:, :num_samples]
+    return _make(picked.reshape(weights.shape[:-1] + (num_samples,)).astype(np.int64), False)
 
 
 def randperm(n, generator=None, device=None):

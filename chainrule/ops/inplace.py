@@ -122,3 +122,19 @@ def clamp_(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
     np.clip(x.data, -np.inf if min is None else min, np.inf if max is None else max, out=x.data)
     x._bump_version()
     return x
+
+
+def masked_fill_(x, mask, value):
+    """x.masked_fill(mask, value) written into x; the mask must broadcast to x's shape."""
+    mask_shape = mask.shape if hasattr(mask, "shape") else np.shape(mask)
+    if np.broadcast_shapes(tuple(mask_shape), x.shape) != x.shape:
+        raise RuntimeError(
+            f"masked_fill_: mask of shape {tuple(mask_shape)} does not broadcast to the shape "
+            f"{tuple(x.shape)} of the tensor filled in place"
+        )
+    if _recording(x, value):
+        return _rebind("masked_fill_", x, lambda old: ew.masked_fill(old, mask, value))
+    filled = ew.masked_fill(x, mask, value)  # checks the mask's and the value's kinds
+    np.copyto(x.data, filled.data)
+    x._bump_version()
+    return x

@@ -15,19 +15,38 @@ from .shape import broadcast_to, reshape, result_dtype, to
 # rules and their formulas are the whole story.
 
 
+def matrix_product(a, b):
+    """a @ b (arrays or Tensors) in the form NumPy hands to BLAS whole. A stack of matrices times
+    one matrix is one product of all the stack's rows (NumPy would loop over the stack: 1.7x
+    slower for a GPT layer's (12, 64, 128) @ (128, 512)); in a product of stacks, a transposed
+    view (k.mT in attention) is copied to rows first, because NumPy's stacked matmul leaves such
+    operands to a loop without BLAS (3x slower for (12, 4, 64, 32) @ (12, 4, 32, 64))."""
+    if a.ndim > 2 and b.ndim == 2:
+        return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
+    if a.ndim > 2 or b.ndim > 2:
+        a, b = _rows_first(a), _rows_first(b)
+    return a @ b
+
+
+def _rows_first(x):
+    if type(x) is np.ndarray and x.ndim > 2 and not x.flags.c_contiguous:
+        return np.ascontiguousarray(x)
+    return x
+
+
 def _matmul_grad_a(g, a, b, out):
-    return sum_to(g @ b.mT, a.shape)
+    return sum_to(matrix_product(g, b.mT), a.shape)
 
 
 def _matmul_grad_b(g, a, b, out):
     if b.ndim == 2 and a.ndim > 2:  # a weight shared over a batch: one big product, no batch sum
         return a.reshape(-1, a.shape[-1]).mT @ g.reshape(-1, g.shape[-1])
-    return sum_to(a.mT @ g, b.shape)
+    return sum_to(matrix_product(a.mT, g), b.shape)
 
 
 MATMUL = Op(
     "matmul",
-    np.matmul,
+    matrix_product,
     ("a", "b"),
     {
         "a": vjp("sum_to(g @ b.mT, a.shape)", _matmul_grad_a),

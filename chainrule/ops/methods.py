@@ -73,16 +73,12 @@ def _format(self, spec):
 # PyTorch ops chainrule does not have yet, each with what to use meanwhile: a program meets one
 # line of explanation (from `Tensor.x` here, from `cr.x` in chainrule/__init__).
 NOT_YET = {
-    "masked_fill": "not in chainrule yet: cr.where(mask, value, x) computes x.masked_fill(mask, value)",
-    "masked_fill_": "not in chainrule yet: x = cr.where(mask, value, x)",
-    "tril": "not in chainrule yet: multiply by (or cr.where on) a mask from numpy.tril",
-    "triu": "not in chainrule yet: multiply by (or cr.where on) a mask from numpy.triu",
-    "roll": "not in chainrule yet: cr.cat of two slices, or index with a rolled arange",
-    "multinomial": "not in chainrule yet: numpy's Generator.choice(n, p=probs.numpy())",
-    "topk": "not in chainrule yet: cr.max(x, dim) for k=1, or numpy.argsort, then index",
-    "sort": "not in chainrule yet: numpy.argsort(x.numpy()), then index x with it",
-    "argsort": "not in chainrule yet: numpy.argsort(x.numpy())",
-    "cumsum": "not in chainrule yet: matmul by a triangular matrix of ones (numpy.tril)",
+    "repeat": "not in chainrule yet: x.expand(...) then .reshape(...) for whole-tensor copies",
+    "index_select": "not in chainrule yet: x[index] along dim 0, or cr.gather",
+    "masked_select": "not in chainrule yet: x[mask] (boolean indexing)",
+    "nonzero": "not in chainrule yet: numpy.nonzero(x.numpy())",
+    "unique": "not in chainrule yet: numpy.unique(x.numpy())",
+    "scatter_": "not in chainrule yet: x[index] = values, or cr.where with a one-hot mask",
 }
 
 
@@ -187,6 +183,7 @@ METHODS = {
     "sign": ew.sign,
     "erf": ew.erf,
     "where": lambda self, condition, other: ew.where(condition, self, other),
+    "masked_fill": ew.masked_fill,
     "eq": ew.eq,
     "ne": ew.ne,
     "lt": ew.lt,
@@ -211,6 +208,10 @@ METHODS = {
     "argmax": red.argmax,
     "argmin": red.argmin,
     "gather": red.gather,
+    "cumsum": red.cumsum,
+    "sort": red.sort,
+    "argsort": red.argsort,
+    "topk": red.topk,
     # shape
     "reshape": shape.reshape,
     "view": shape.view,
@@ -226,6 +227,10 @@ METHODS = {
     "chunk": shape.chunk,
     "narrow": shape.narrow,
     "t": shape.t,
+    "tril": shape.tril,
+    "triu": shape.triu,
+    "roll": shape.roll,
+    "flip": shape.flip,
     "clone": shape.clone,
     "contiguous": lambda self: self,
     "expand_as": lambda self, other: shape.expand(self, other.shape),
@@ -248,6 +253,8 @@ METHODS = {
     "fill_": inplace.fill_,
     "copy_": inplace.copy_,
     "clamp_": inplace.clamp_,
+    "masked_fill_": inplace.masked_fill_,
+    "multinomial": creation.multinomial,
     "new_zeros": lambda self, *size: creation.zeros(*size, dtype=self.dtype),
     "new_ones": lambda self, *size: creation.ones(*size, dtype=self.dtype),
 }

@@ -7,10 +7,11 @@ from ..engine.dims import normalize_dim
 from ..engine.op import Op, apply, vjp
 from . import array_or_tensor as xp
 from .build import as_tensor, call, promote_pair, to
+from .linalg import matrix_product
 
 
 def _linear(x, weight, bias):
-    out = x @ weight.T
+    out = matrix_product(x, weight.T)
     if bias is not None:
         out += bias
     return out
@@ -29,7 +30,7 @@ LINEAR = Op(
     _linear,
     ("x", "weight", "bias"),
     {
-        "x": vjp("g @ weight", lambda g, x, weight, bias, out: g @ weight),
+        "x": vjp("g @ weight", lambda g, x, weight, bias, out: matrix_product(g, weight)),
         "weight": vjp("sum_to(g.mT @ x, weight.shape)", _linear_grad_weight),
         "bias": vjp("sum_to(g, bias.shape)", _linear_grad_bias),
     },

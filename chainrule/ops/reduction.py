@@ -257,7 +257,7 @@ def _gather_any(h, dim, index):
 
 
 def gather(x, dim, index):
-    """out[i][j] = x[i][index[i][j]] along `dim` (PyTorch's gather); the gradient scatter-adds."""
+    """`out[i][j] = x[i][index[i][j]]` along `dim` (PyTorch's gather); the gradient scatter-adds."""
     x = as_tensor(x)
     index = np.asarray(index.data if isinstance(index, Tensor) else index)
     if index.dtype.kind not in "iu":
@@ -481,3 +481,94 @@ def norm(x, p=2, dim=None, keepdim=False):
     if isinstance(p, int | float) and p > 0:
         return call(NORMP, (x,), dim=_dims(x, dim), keepdim=keepdim, p=float(p))
     raise ValueError(f"norm: p must be a positive number, inf, -inf or 'fro', not {p!r}")
+
+
+# ---- cumulative sums ----------------------------------------------------------------------------
+
+
+def _cumsum(x, dim):
+    return np.cumsum(x, axis=dim)
+
+
+CUMSUM = Op(
+    "cumsum",
+    _cumsum,
+    params=("dim",),
+    derivatives={
+        # Each input element reaches every later output: the sums of g from the end backwards.
+        "x": vjp(
+            "flip(cumsum(flip(g, dim), dim), dim)",
+            lambda g, x, out, dim: xp.flip(xp.cumsum(xp.flip(g, dim), dim), dim),
+        ),
+    },
+    formula="cumsum(x)",
+)
+
+
+def cumsum(input, dim, dtype=None):  # noqa: A002 - PyTorch's argument names
+    """Running sums along `dim`; integers and bools sum in int64, as in PyTorch."""
+    x = as_tensor(input)
+    if dtype is not None:
+        x = to(x, dtype)
+    elif x.dtype.kind in "bi" and x.dtype != dtypes.int64:
+        x = Tensor._wrap(x.data.astype(dtypes.int64))
+    dim = normalize_dim(dim, x.ndim)
+    if x.ndim == 0:  # its dims are 0 and -1, as in PyTorch: a sum of one element
+        return reshape(call(CUMSUM, (reshape(x, 1),), dim=0), ())
+    return call(CUMSUM, (x,), dim=dim)
+
+
+# ---- sorting: values are gathered at the sorted indices, so the gradient goes back to them ------
+
+Sorted = namedtuple("Sorted", ["values", "indices"])
+TopK = namedtuple("TopK", ["values", "indices"])
+
+
+def _sorted_indices(data, dim, descending):
+    """Stable order along `dim`; descending keeps equal elements in their original order (as
+    PyTorch's stable sort does), NaN counting as the largest value."""
+    if not descending:
+        return np.argsort(data, axis=dim, kind="stable")
+    n = data.shape[dim]
+    # Stable ascending order of the reversed data, read backwards: descending, ties in order.
+    reversed_order = np.argsort(np.flip(data, dim), axis=dim, kind="stable")
+    return n - 1 - np.flip(reversed_order, dim)
+
+
+def argsort(input, dim=-1, descending=False, stable=False):  # noqa: A002
+    """Indices that sort `input` along `dim` (always a stable sort: PyTorch's order for ties
+    whether or not stable=True is asked for)."""
+    x = as_tensor(input)
+    if x.ndim == 0:
+        return Tensor._wrap(np.array(0, dtype=np.int64))
+    dim = normalize_dim(dim, x.ndim)
+    return Tensor._wrap(_sorted_indices(x.data, dim, descending).astype(np.int64))
+
+
+def sort(input, dim=-1, descending=False, stable=False):  # noqa: A002
+    """(values, indices) sorted along `dim`; the gradient of values goes back to where each came
+    from. `sort(x, stable=True)` and `x.sort(descending=True)` read as in PyTorch."""
+    x = as_tensor(input)
+    if x.ndim == 0:
+        return Sorted(x, Tensor._wrap(np.array(0, dtype=np.int64)))
+    dim = normalize_dim(dim, x.ndim)
+    indices = _sorted_indices(x.data, dim, descending).astype(np.int64)
+    return Sorted(gather(x, dim, indices), Tensor._wrap(indices))
+
+
+def topk(input, k, dim=-1, largest=True, sorted=True):  # noqa: A002
+    """The k largest (or smallest) elements along `dim` and their indices, largest first (ties
+    in their original order)."""
+    x = as_tensor(input)
+    size = x.shape[normalize_dim(dim, x.ndim)] if x.ndim else 1
+    if not 0 <= int(k) <= size:
+        raise RuntimeError(
+            f"topk: k ({k}) is out of range for dim {dim} of size {size} (shape {tuple(x.shape)})"
+        )
+    if x.ndim == 0:
+        return TopK(x, Tensor._wrap(np.array(0, dtype=np.int64)))
+    dim = normalize_dim(dim, x.ndim)
+    order = _sorted_indices(x.data, dim, descending=largest)
+    indices = np.ascontiguousarray(np.moveaxis(np.moveaxis(order, dim, 0)[: int(k)], 0, dim))
+    indices = indices.astype(np.int64)
+    return TopK(gather(x, dim, indices), Tensor._wrap(indices))

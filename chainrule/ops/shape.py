@@ -334,6 +334,101 @@ CLONE = Op(
 )
 
 
+# ---- triangles, rolls and flips: the gradient is the same rearrangement (or its inverse) of g ----
+
+
+def _triangle_op(name, keep):
+    return Op(
+        name,
+        keep,
+        params=("diagonal",),
+        derivatives={
+            "x": vjp(
+                f"{name}(g, diagonal)", lambda g, x, out, diagonal: getattr(xp, name)(g, diagonal)
+            ),
+        },
+        formula=f"{name}(x)",
+    )
+
+
+TRIL = _triangle_op("tril", lambda x, diagonal: np.tril(x, diagonal))
+TRIU = _triangle_op("triu", lambda x, diagonal: np.triu(x, diagonal))
+
+
+def _triangle(op, x, diagonal):
+    x = as_tensor(x)
+    if x.ndim < 2:
+        raise RuntimeError(
+            f"{op.name}: input tensor must have at least 2 dimensions, got shape {tuple(x.shape)}"
+        )
+    return call(op, (x,), diagonal=int(diagonal))
+
+
+def tril(input, diagonal=0):  # noqa: A002 - PyTorch's argument names
+    """The lower triangle of the last two dims (above `diagonal` set to 0), as torch.tril."""
+    return _triangle(TRIL, input, diagonal)
+
+
+def triu(input, diagonal=0):  # noqa: A002
+    """The upper triangle of the last two dims (below `diagonal` set to 0), as torch.triu."""
+    return _triangle(TRIU, input, diagonal)
+
+
+def _roll(x, shifts, dims):
+    return np.roll(x, shifts, dims)
+
+
+ROLL = Op(
+    "roll",
+    _roll,
+    params=("shifts", "dims"),
+    derivatives={
+        "x": vjp(
+            "roll(g, negated(shifts), dims)",
+            lambda g, x, out, shifts, dims: xp.roll(g, xp.negated(shifts), dims),
+        ),
+    },
+    formula="roll(x)",
+)
+
+
+def roll(input, shifts, dims=None):  # noqa: A002
+    """Elements shifted along `dims` (all of them, flattened, when None), wrapping around."""
+    x = as_tensor(input)
+    many = isinstance(shifts, tuple | list)
+    shifts = tuple(int(s) for s in shifts) if many else int(shifts)
+    if dims is None:
+        if many and len(shifts) != 1:
+            raise RuntimeError(f"roll: without dims, give one shift, not {len(shifts)} ({shifts})")
+        return call(ROLL, (x,), shifts=shifts[0] if many else shifts, dims=None)
+    dims = tuple(dims) if isinstance(dims, tuple | list) else (dims,)
+    shifts = shifts if many else (shifts,)
+    if len(shifts) != len(dims):
+        raise RuntimeError(
+            f"roll: shifts and dimensions must align. shifts: {len(shifts)}, dims: {len(dims)}"
+        )
+    dims = tuple(normalize_dim(d, x.ndim) for d in dims)
+    return call(ROLL, (x,), shifts=shifts, dims=dims)
+
+
+FLIP = Op(
+    "flip",
+    lambda x, dims: np.flip(x, dims),
+    params=("dims",),
+    derivatives={"x": vjp("flip(g, dims)", lambda g, x, out, dims: xp.flip(g, dims))},
+    formula="flip(x)",
+)
+
+
+def flip(input, *dims):  # noqa: A002
+    """The order of elements reversed along each of `dims`, as torch.flip."""
+    x = as_tensor(input)
+    dims = normalize_dims(_sizes(dims), x.ndim)
+    if x.ndim == 0:
+        return x
+    return call(FLIP, (x,), dims=dims)
+
+
 __all__ = [
     "BROADCAST_TO",
     "broadcast_to",
@@ -343,10 +438,12 @@ __all__ = [
     "concat",
     "expand",
     "flatten",
+    "flip",
     "mT",
     "narrow",
     "permute",
     "reshape",
+    "roll",
     "split",
     "squeeze",
     "stack",
@@ -355,6 +452,8 @@ __all__ = [
     "T",
     "to",
     "transpose",
+    "tril",
+    "triu",
     "unsqueeze",
     "view",
 ]

@@ -1,7 +1,7 @@
 # PyTorch's tutorial "Training a Classifier" (CIFAR-10): the LeNet-style Net, CrossEntropyLoss,
 # SGD with momentum, a shuffled DataLoader with workers, the running loss and the accuracy loop.
-# CIFAR-10 is replaced by synthetic 32x32 colour images. (The tutorial's save and reload,
-# torch.load(PATH, weights_only=True), is left out until cr.load takes weights_only.)
+# CIFAR-10 is replaced by synthetic 32x32 colour images. The trained weights are saved and reloaded
+# into a new Net, as the tutorial does, before the test.
 import numpy as np
 import torch
 import torch.nn as nn
@@ -66,6 +66,12 @@ for epoch in range(2):
             print(f"[{epoch + 1}, {i + 1:5d}] loss: {running_loss / 4:.3f}")
             running_loss = 0.0
 print("Finished Training")
+
+PATH = "./cifar_net.pth"
+torch.save(net.state_dict(), PATH)
+
+net = Net()
+net.load_state_dict(torch.load(PATH, weights_only=True))
 
 correct = 0
 total = 0

@@ -2,4 +2,4 @@
 
 from ...data import *  # noqa: F403 - the same names, under PyTorch's path
 from ...data import __all__  # noqa: F401
-from . import dataloader, dataset, sampler  # noqa: F401
+from . import dataloader, dataset, distributed, sampler  # noqa: F401
