@@ -33,6 +33,7 @@ LAYERS = [
             "chainrule.cuda",
             "chainrule.data",
             "chainrule.datasets",
+            "chainrule.distributed",
             "chainrule.func",
             "chainrule.gradcheck",
             "chainrule.io",
@@ -54,6 +55,9 @@ LOADED_ON_FIRST_USE = {
     "matplotlib": "plots only (over half a second)",
     "sklearn": "the data-set loaders of chainrule.datasets only (over a second)",
     "tqdm": "a progress bar only on a terminal (a third of chainrule's import time)",
+    "mpi4py": "an optional extra: only chainrule.distributed's MPI backend needs it",
+    "scipy.sparse": "only a backward pass through an index lookup needs it (half of chainrule's "
+    "import time)",
     "chainrule.explain": "the explainer, with SciPy and its drawing libraries, loads on first "
     "use (chainrule.__getattr__ does so for `cr.explain`)",
 }
