@@ -132,6 +132,9 @@ def _targets(node, package, modules):
         # `source` itself.
         if candidate in modules:
             yield candidate, alias.asname or alias.name
+        elif source.partition(".")[0] not in modules:
+            # Outside the package a name may be a submodule (`from scipy import sparse`).
+            yield candidate, None
         else:
             yield source, None
 
