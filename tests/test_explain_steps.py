@@ -174,7 +174,7 @@ def test_a_linear_layer_is_one_step_written_as_matrix_products_with_shapes():
         "bias (2,) -> (4, 2);"
     ) in text
     assert "    rule     dloss/dweight = g_linear1.T @ x   (g_linear1 = dloss/dlinear1)" in text
-    assert "    shapes   (2, 4) @ (4, 3) -> (2, 3)" in text
+    assert "    shapes   (out, in) = (out, batch) @ (batch, in); (2, 3) = (2, 4) @ (4, 3)" in text
     loss.backward()
     assert np.array_equal(s.grads["weight"], layer.weight.grad.numpy())
     assert np.array_equal(s.grads["bias"], layer.bias.grad.numpy())
