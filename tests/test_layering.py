@@ -344,7 +344,12 @@ def test_the_import_graph_is_read_from_every_module():
     found = parse_imports(PACKAGE)
     assert len(found) == len(list(PACKAGE.rglob("*.py")))
     imports = {i.target for i in found["chainrule.tabular"].imports}
-    assert {"chainrule.nn", "chainrule.io", "chainrule.ops", "sklearn.compose.ColumnTransformer"} <= imports
+    assert {
+        "chainrule.nn",
+        "chainrule.io",
+        "chainrule.ops",
+        "sklearn.compose.ColumnTransformer",
+    } <= imports
 
 
 # ---- the checks themselves fail on a package that breaks the rules -------------------------------

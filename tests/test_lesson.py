@@ -111,7 +111,7 @@ def test_demo_without_dot_draws_its_graphs_as_pictures_and_in_the_report(tmp_pat
         assert not (tmp_path / f"{name}.dot").exists()
     assert ">SSR<" in (tmp_path / "lesson_graph.svg").read_text()
     page = (tmp_path / "report.html").read_text()
-    assert page.count('data-renderer="viz.js"') == 2 and "<pre>digraph" not in page
+    assert page.count('data-renderer="viz.js"') == 3 and "<pre>digraph" not in page
     assert "lesson_graph.png" in "\n".join(lines)
 
 
