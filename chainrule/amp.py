@@ -119,8 +119,8 @@ class GradScaler:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                p.grad.data *= inverse
-                if not state["found_inf"] and not bool(_all_finite(p.grad.data)):
+                p.grad._data *= inverse
+                if not state["found_inf"] and not bool(_all_finite(p.grad._data)):
                     state["found_inf"] = True
         state["unscaled"] = True
 

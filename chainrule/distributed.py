@@ -213,7 +213,7 @@ def _seconds(timeout):
 def _array(tensor, name):
     if not isinstance(tensor, Tensor):
         raise TypeError(f"{name} works on chainrule tensors, got {type(tensor).__name__}")
-    array = tensor.data
+    array = tensor._data
     if not array.flags.c_contiguous:
         raise ValueError(f"{name}: the tensor must be contiguous (call .contiguous() first)")
     return array
@@ -286,7 +286,7 @@ def all_gather(tensor_list, tensor, group=None, async_op=False):
 
     def scatter_back():
         for out, row in zip(outputs, gathered):
-            np.copyto(out.data, row)
+            np.copyto(out._data, row)
 
     return _finish(Work(g, request, "all_gather", scatter_back), async_op)
 

@@ -58,7 +58,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
         with enable_grad():
             result = f(*args, **kwargs)
             value, aux = result if has_aux else (result, None)
-            if not isinstance(value, Tensor) or value.data.size != 1:
+            if not isinstance(value, Tensor) or value._data.size != 1:
                 shape = getattr(value, "shape", type(value).__name__)
                 raise ValueError(f"grad: the function must return a scalar Tensor, got {shape}")
             wrt = [args[n] for n in nums]
@@ -67,7 +67,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
                     value, wrt, create_graph=nested, allow_unused=True, materialize_grads=True
                 )
             else:  # f does not depend on its arguments: zero gradients, as in torch.func
-                grads = tuple(Tensor._wrap(np.zeros_like(x.data)) for x in wrt)
+                grads = tuple(Tensor._wrap(np.zeros_like(x._data)) for x in wrt)
         if not nested:
             value, aux = value.detach(), _detach_tree(aux)
         out = _finish(grads, nested, argnums)
@@ -118,7 +118,7 @@ def vjp(f, *primals):
             if out.requires_grad:  # an output that depends on no primal contributes nothing
                 pairs.append((out, ct))
         if not pairs:
-            return tuple(Tensor._wrap(np.zeros_like(a.data)) for a in args)
+            return tuple(Tensor._wrap(np.zeros_like(a._data)) for a in args)
         grads = _grad(
             [out for out, _ in pairs],
             args,

@@ -20,7 +20,7 @@ def _outputs(fn, inputs):
 
 def _flat_outputs(fn, inputs):
     """Every output's elements in one vector (empty when the function has no outputs to check)."""
-    return np.concatenate([np.zeros(0)] + [o.data.reshape(-1) for o in _outputs(fn, inputs)])
+    return np.concatenate([np.zeros(0)] + [o._data.reshape(-1) for o in _outputs(fn, inputs)])
 
 
 def _numeric_jacobian(fn, inputs, index, eps):
@@ -28,7 +28,7 @@ def _numeric_jacobian(fn, inputs, index, eps):
     Elements are visited in C order, the order the analytic rows are flattened in, by their
     index: a flat view of a non-contiguous array would be a copy, and perturbing it would do
     nothing."""
-    data = inputs[index].data
+    data = inputs[index]._data
     columns = []
     with no_grad():
         for where in np.ndindex(data.shape):
@@ -48,11 +48,11 @@ def _analytic_jacobians(fn, inputs, wanted):
     outputs = _outputs(fn, inputs)
     rows = []
     for out in outputs:
-        for k in range(out.data.size):
+        for k in range(out._data.size):
             seed = np.zeros(out.shape, dtype=out.dtype)
             seed.reshape(-1)[k] = 1
             if not out.requires_grad:
-                rows.append([np.zeros(inputs[i].data.size) for i in wanted])
+                rows.append([np.zeros(inputs[i]._data.size) for i in wanted])
                 continue
             gs = grad(
                 out,
@@ -63,12 +63,12 @@ def _analytic_jacobians(fn, inputs, wanted):
             )
             rows.append(
                 [
-                    np.zeros(inputs[i].data.size) if g is None else g.data.reshape(-1)
+                    np.zeros(inputs[i]._data.size) if g is None else g._data.reshape(-1)
                     for i, g in zip(wanted, gs, strict=True)
                 ]
             )
     return [
-        np.array([row[n] for row in rows]).reshape(len(rows), inputs[i].data.size)
+        np.array([row[n] for row in rows]).reshape(len(rows), inputs[i]._data.size)
         for n, i in enumerate(wanted)
     ]
 

@@ -147,7 +147,7 @@ def _encode(obj, path, arrays, depth):
             "more than cr.load accepts"
         )
     if isinstance(obj, Tensor | np.ndarray):
-        array = obj.data if isinstance(obj, Tensor) else obj
+        array = obj._data if isinstance(obj, Tensor) else obj
         key = path or "tensor"
         while key in arrays:  # a path can collide only through odd key strings: keep both
             key += "_"

@@ -85,8 +85,8 @@ class _ScikitLearnRules:
         alpha, m = self.estimator.alpha, info.batch_size
         if alpha:
             for w in self.weights:
-                w.grad.data += (alpha / m) * w.data
-                self.penalty += 0.5 * alpha * float(np.vdot(w.data, w.data))
+                w.grad._data += (alpha / m) * w._data
+                self.penalty += 0.5 * alpha * float(np.vdot(w._data, w._data))
 
     def on_epoch(self, info):
         est = self.estimator
@@ -158,11 +158,11 @@ class _BaseMLP(BaseEstimator):
     @property
     def coefs_(self):
         """Weight matrices in scikit-learn's layout (fan_in, fan_out): views of the live weights."""
-        return [layer.weight.data.T for layer in self._linears()]
+        return [layer.weight._data.T for layer in self._linears()]
 
     @property
     def intercepts_(self):
-        return [layer.bias.data for layer in self._linears()]
+        return [layer.bias._data for layer in self._linears()]
 
     def _linears(self):
         check_is_fitted(self, "model_")
@@ -207,8 +207,8 @@ class _BaseMLP(BaseEstimator):
             fan_out, fan_in = layer.weight.shape
             bound = np.sqrt(factor / (fan_in + fan_out))
             # Drawn in scikit-learn's (fan_in, fan_out) order so a seed means the same weights.
-            layer.weight.data[...] = self._random_state.uniform(-bound, bound, (fan_in, fan_out)).T
-            layer.bias.data[...] = self._random_state.uniform(-bound, bound, fan_out)
+            layer.weight._data[...] = self._random_state.uniform(-bound, bound, (fan_in, fan_out)).T
+            layer.bias._data[...] = self._random_state.uniform(-bound, bound, fan_out)
         self.n_layers_ = len(sizes)
         self.n_outputs_ = n_outputs
         self.out_activation_ = (
@@ -290,7 +290,7 @@ class _BaseMLP(BaseEstimator):
         if targets.dtype.kind == "f":
             targets = targets.astype(dtype)
         self._run(np.ascontiguousarray(X, dtype=dtype), targets, incremental)
-        if not all(np.isfinite(p.data).all() for p in self.model_.parameters()):
+        if not all(np.isfinite(p._data).all() for p in self.model_.parameters()):
             raise ValueError(
                 "training produced non-finite weights: the input data may contain large values "
                 "and need scaling (StandardScaler), or learning_rate_init is too large"

@@ -891,7 +891,7 @@ def fit(
     losses = history.epoch_loss
     scores = callbacks[0].scores if len(val_rows) else []
     bad = next((v for v in [*losses, *scores] if not math.isfinite(v)), None)
-    if bad is not None or not all(np.isfinite(p.data).all() for p in network.parameters()):
+    if bad is not None or not all(np.isfinite(p._data).all() for p in network.parameters()):
         raise TabularError(
             f"training diverged: the loss became {bad if bad is not None else 'non-finite'}; "
             "nothing was written; try a smaller --lr"

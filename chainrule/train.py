@@ -114,8 +114,8 @@ class History:
 
 def accuracy(output, target):
     """The fraction of rows whose largest logit is at the target class index."""
-    predicted = np.argmax(output.data, axis=-1)
-    return float(np.mean(predicted == np.asarray(target.data)))
+    predicted = np.argmax(output._data, axis=-1)
+    return float(np.mean(predicted == np.asarray(target._data)))
 
 
 def fit(
@@ -203,7 +203,7 @@ def fit(
                     info = BackwardInfo(step + 1, epoch, value, size, model, optimizer)
                     for hook in backward_hooks:
                         hook(info)
-                before = [p.data.copy() for _, p in watched] if track else None
+                before = [p._data.copy() for _, p in watched] if track else None
                 optimizer.step()
                 step += 1
                 history.step_loss.append(value)
@@ -222,8 +222,8 @@ def fit(
                         {
                             name: ParamStep(
                                 old,
-                                p.grad.data.copy() if p.grad is not None else None,
-                                p.data.copy(),
+                                p.grad._data.copy() if p.grad is not None else None,
+                                p._data.copy(),
                             )
                             for (name, p), old in zip(watched, before, strict=True)
                         },
@@ -290,7 +290,7 @@ class EarlyStopping:
         if score < self.best_score - self.min_delta:
             self.best_score, self.best_epoch = score, info.epoch
             self._best_state = {
-                name: value.data.copy() for name, value in info.model.state_dict().items()
+                name: value._data.copy() for name, value in info.model.state_dict().items()
             }
         if not (np.isfinite(info.loss) and np.isfinite(score)):
             return True
@@ -300,7 +300,7 @@ class EarlyStopping:
         if self.restore_best and self._best_state is not None:
             # state_dict's tensors share the module's arrays: writing into them restores it.
             for name, value in self._model.state_dict().items():
-                value.data[...] = self._best_state[name]
+                value._data[...] = self._best_state[name]
 
 
 def evaluate(model, loader, loss_fn=None, metrics=None):

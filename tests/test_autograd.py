@@ -514,7 +514,7 @@ def test_gradcheck_is_true_for_correct_functions():
 
 def test_gradcheck_perturbs_inputs_whose_memory_is_not_c_ordered():
     x = cr.tensor(np.asfortranarray(np.arange(12.0).reshape(3, 4) / 7), requires_grad=True)
-    assert not x.data.flags.c_contiguous  # a flat view of it would be a copy
+    assert not x._data.flags.c_contiguous  # a flat view of it would be a copy
     assert cr.gradcheck(lambda t: (t * t).sum(0) * t[0], (x,))
 
 
@@ -625,7 +625,7 @@ def test_saved_intermediate_survives_backward_with_retain_graph():
 def test_output_array_an_op_saved_is_freed_by_backward_unless_retained(retain_graph):
     x = cr.tensor(X, dtype=cr.float64, requires_grad=True)
     e = cr.exp(x)  # exp's derivative is its output, so its node keeps the output array
-    array = weakref.ref(e.data)
+    array = weakref.ref(e._data)
     loss = (e * 2.0).sum()
     del e
     gc.collect()
@@ -736,5 +736,5 @@ def test_a_leaf_grad_does_not_alias_the_gradient_passed_to_backward():
         x = cr.tensor([1.0, 2.0], requires_grad=True)
         seed = make_seed(np.array([3.0, 4.0], dtype=np.float32))
         x.backward(seed)  # the gradient reaches the leaf unchanged
-        (seed.data if isinstance(seed, cr.Tensor) else seed)[0] = 99.0
+        (seed._data if isinstance(seed, cr.Tensor) else seed)[0] = 99.0
         np.testing.assert_array_equal(x.grad.numpy(), [3.0, 4.0])

@@ -212,5 +212,5 @@ def test_from_numpy_refuses_a_dtype_it_cannot_share_and_names_it():
     with pytest.raises(TypeError, match=r"float16.*not supported.*cr\.tensor"):
         cr.from_numpy(np.ones(2, dtype=np.float16))
     shared = np.ones(2)
-    cr.from_numpy(shared).data[0] = 5.0
+    cr.from_numpy(shared)._data[0] = 5.0
     assert shared[0] == 5.0

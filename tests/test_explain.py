@@ -555,7 +555,7 @@ def test_a_linear_layer_without_bias_is_written_as_its_matrix_product():
     assert "= x @ W.T<br/>" in src and "linear(" not in src
     s = explain.symbolic(loss, layer.weight, names={layer.weight: "W"})
     assert all(s.agree.values())
-    np.testing.assert_allclose(s.values["W"], np.tile(x.data.sum(0), (2, 1)), rtol=1e-6)
+    np.testing.assert_allclose(s.values["W"], np.tile(x._data.sum(0), (2, 1)), rtol=1e-6)
 
 
 def test_symbolic_derives_through_every_op_whose_forward_formula_has_a_sympy_form():

@@ -38,7 +38,7 @@ def linear_mlp():
     cr.manual_seed(0)
     model = cr.nn.Sequential(cr.nn.Linear(20, 16), cr.nn.Tanh(), cr.nn.Linear(16, 3))
     x = cr.randn(64, 20)
-    assert x.data.nbytes > SMALL_CONSTANT_BYTES
+    assert x._data.nbytes > SMALL_CONSTANT_BYTES
     y = cr.randint(0, 3, (64,))
     loss = F.cross_entropy(model(x), y)
     linear_mlp.held = (x, y)
@@ -94,7 +94,7 @@ def test_values_and_gradients_after_plain_backward_equal_a_retained_run_bit_for_
     # ... and each leaf's gradient is exactly the .grad the plain backward produced.
     by_leaf = {id(v.tensor): v.grad for v in Recorded(freed_loss).vertices if v.kind == "leaf"}
     for leaf in leaves:
-        np.testing.assert_array_equal(by_leaf[id(leaf)], leaf.grad.data, strict=True)
+        np.testing.assert_array_equal(by_leaf[id(leaf)], leaf.grad._data, strict=True)
 
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.__name__)
@@ -146,11 +146,11 @@ def test_report_after_plain_backward_holds_the_derivation_graph_symbolic_and_tra
 def test_explaining_after_backward_leaves_grad_alone_and_a_second_backward_still_refuses():
     loss, leaves = readme_model()
     loss.backward()
-    before = [leaf.grad.data.copy() for leaf in leaves]
+    before = [leaf.grad._data.copy() for leaf in leaves]
     explain.paths(loss, leaves)
     explain.graph(loss)
     for leaf, grad in zip(leaves, before):
-        np.testing.assert_array_equal(leaf.grad.data, grad)
+        np.testing.assert_array_equal(leaf.grad._data, grad)
     with pytest.raises(RuntimeError, match="second time.*freed.*retain_graph=True"):
         loss.backward()
 
@@ -191,7 +191,7 @@ def test_a_small_dropout_mask_is_kept_and_explained_bit_for_bit():
     loss, w = _dropout_program((3, 4))
     loss.backward()
     _assert_same_bits(_state(loss), _state(kept_loss))
-    np.testing.assert_array_equal(explain.paths(loss, w).value, w.grad.data)
+    np.testing.assert_array_equal(explain.paths(loss, w).value, w.grad._data)
 
 
 def test_a_big_dropout_mask_is_not_kept_and_explaining_says_to_retain_the_graph():
@@ -205,7 +205,7 @@ def test_a_big_dropout_mask_is_not_kept_and_explaining_says_to_retain_the_graph(
     assert "retain_graph=True" in message and "dropout mask" in message
     loss, w = _dropout_program((64, 32))
     loss.backward(retain_graph=True)
-    np.testing.assert_array_equal(explain.paths(loss, w).value, w.grad.data)
+    np.testing.assert_array_equal(explain.paths(loss, w).value, w.grad._data)
 
 
 # ---- what the freed graph holds ----------------------------------------------------------------
@@ -214,7 +214,7 @@ def test_a_big_dropout_mask_is_not_kept_and_explaining_says_to_retain_the_graph(
 def test_a_big_constant_nothing_else_holds_is_freed_by_backward():
     w = cr.tensor(np.ones(600), requires_grad=True)
     big = cr.tensor(np.arange(600.0))
-    data = weakref.ref(big.data)
+    data = weakref.ref(big._data)
     loss = (w * big).sum()
     del big
     gc.collect()
@@ -255,7 +255,7 @@ def test_intermediates_are_still_freed_by_a_backward_with_the_explainer_imported
     loss.backward()
     gc.collect()
     assert ref() is None
-    np.testing.assert_array_equal(explain.paths(loss, x).value, x.grad.data)
+    np.testing.assert_array_equal(explain.paths(loss, x).value, x.grad._data)
 
 
 # ---- what cannot be explained any more, said in one line ----------------------------------------

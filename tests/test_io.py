@@ -77,7 +77,7 @@ def test_round_trip_is_bit_exact_for_every_dtype(tmp_path, dtype):
     loaded = cr.load(path)
     assert set(loaded) == set(state)
     for key, original in state.items():
-        original = original.data if isinstance(original, cr.Tensor) else original
+        original = original._data if isinstance(original, cr.Tensor) else original
         back = loaded[key]
         assert isinstance(back, cr.Tensor)
         assert back.dtype == original.dtype and back.shape == original.shape, key

@@ -284,9 +284,9 @@ def test_linear_and_conv_default_init_follow_torch_bounds():
     conv = nn.Conv2d(6, 40, (3, 2), groups=2)
     # PyTorch: kaiming_uniform_(a=sqrt(5)) for weights and U(-1/sqrt(fan_in), ..) for biases, so
     # both bounds are 1/sqrt(fan_in); fan_in of the conv is in_channels / groups * kH * kW.
-    assert _ks_uniform(linear.weight.data, 1 / np.sqrt(50)) > 1e-3
-    assert _ks_uniform(conv.weight.data, 1 / np.sqrt(3 * 3 * 2)) > 1e-3
-    big_bias = nn.Linear(9, 5000).bias.data
+    assert _ks_uniform(linear.weight._data, 1 / np.sqrt(50)) > 1e-3
+    assert _ks_uniform(conv.weight._data, 1 / np.sqrt(3 * 3 * 2)) > 1e-3
+    big_bias = nn.Linear(9, 5000).bias._data
     assert _ks_uniform(big_bias, 1 / 3) > 1e-3
     # And the same law as torch's own draws (two-sample test).
     from scipy import stats
@@ -294,7 +294,7 @@ def test_linear_and_conv_default_init_follow_torch_bounds():
     torch.manual_seed(0)
     assert (
         stats.ks_2samp(
-            linear.weight.data.ravel(), torch.nn.Linear(50, 200).weight.detach().numpy().ravel()
+            linear.weight._data.ravel(), torch.nn.Linear(50, 200).weight.detach().numpy().ravel()
         ).pvalue
         > 1e-3
     )
@@ -302,7 +302,7 @@ def test_linear_and_conv_default_init_follow_torch_bounds():
 
 def test_default_init_would_catch_a_wrong_bound():
     cr.manual_seed(1)
-    weight = nn.Linear(50, 200).weight.data
+    weight = nn.Linear(50, 200).weight._data
     assert _ks_uniform(weight * 0.9, 1 / np.sqrt(50)) < 1e-6
 
 
@@ -311,11 +311,11 @@ def test_embedding_init_is_standard_normal_and_layernorm_is_ones_zeros():
 
     cr.manual_seed(2)
     emb = nn.Embedding(1000, 8, padding_idx=0)
-    assert stats.kstest(emb.weight.data[1:].ravel(), "norm").pvalue > 1e-3
-    np.testing.assert_array_equal(emb.weight.data[0], 0)
+    assert stats.kstest(emb.weight._data[1:].ravel(), "norm").pvalue > 1e-3
+    np.testing.assert_array_equal(emb.weight._data[0], 0)
     ln = nn.LayerNorm(4)
-    np.testing.assert_array_equal(ln.weight.data, np.ones(4))
-    np.testing.assert_array_equal(ln.bias.data, np.zeros(4))
+    np.testing.assert_array_equal(ln.weight._data, np.ones(4))
+    np.testing.assert_array_equal(ln.bias._data, np.zeros(4))
 
 
 def test_init_functions_draw_from_their_distributions():
@@ -324,17 +324,17 @@ def test_init_functions_draw_from_their_distributions():
     cr.manual_seed(3)
     w = cr.zeros(300, 100)
     nn.init.xavier_uniform_(w, gain=2.0)
-    assert _ks_uniform(w.data, 2.0 * np.sqrt(6 / 400)) > 1e-3
+    assert _ks_uniform(w._data, 2.0 * np.sqrt(6 / 400)) > 1e-3
     nn.init.kaiming_uniform_(w, nonlinearity="relu")
-    assert _ks_uniform(w.data, np.sqrt(2) * np.sqrt(3 / 100)) > 1e-3
+    assert _ks_uniform(w._data, np.sqrt(2) * np.sqrt(3 / 100)) > 1e-3
     nn.init.kaiming_uniform_(w, mode="fan_out", nonlinearity="tanh")
-    assert _ks_uniform(w.data, 5 / 3 * np.sqrt(3 / 300)) > 1e-3
+    assert _ks_uniform(w._data, 5 / 3 * np.sqrt(3 / 300)) > 1e-3
     nn.init.normal_(w, mean=1.5, std=0.5)
-    assert stats.kstest(w.data.ravel(), "norm", args=(1.5, 0.5)).pvalue > 1e-3
+    assert stats.kstest(w._data.ravel(), "norm", args=(1.5, 0.5)).pvalue > 1e-3
     nn.init.uniform_(w, -2.0, 3.0)
-    assert stats.kstest(w.data.ravel(), "uniform", args=(-2.0, 5.0)).pvalue > 1e-3
+    assert stats.kstest(w._data.ravel(), "uniform", args=(-2.0, 5.0)).pvalue > 1e-3
     nn.init.zeros_(w)
-    assert not w.data.any()
+    assert not w._data.any()
     assert nn.init.calculate_gain("leaky_relu", 0.2) == torch.nn.init.calculate_gain(
         "leaky_relu", 0.2
     )
@@ -342,9 +342,9 @@ def test_init_functions_draw_from_their_distributions():
 
 def test_init_is_reproducible_under_manual_seed():
     cr.manual_seed(5)
-    a = nn.Linear(3, 4).weight.data.copy()
+    a = nn.Linear(3, 4).weight._data.copy()
     cr.manual_seed(5)
-    np.testing.assert_array_equal(nn.Linear(3, 4).weight.data, a)
+    np.testing.assert_array_equal(nn.Linear(3, 4).weight._data, a)
 
 
 # ---- dropout ------------------------------------------------------------------------------------
@@ -354,11 +354,11 @@ def test_dropout_zeroes_with_probability_p_and_scales_the_rest():
     cr.manual_seed(0)
     x = cr.ones(200, 500, requires_grad=True)
     y = F.dropout(x, p=0.3)
-    kept = y.data != 0
+    kept = y._data != 0
     assert abs(kept.mean() - 0.7) < 0.005
-    np.testing.assert_allclose(y.data[kept], 1 / 0.7, rtol=1e-6)
+    np.testing.assert_allclose(y._data[kept], 1 / 0.7, rtol=1e-6)
     y.sum().backward()
-    np.testing.assert_array_equal(x.grad.data, y.data)  # d y / d x is the scaled mask
+    np.testing.assert_array_equal(x.grad._data, y._data)  # d y / d x is the scaled mask
     assert F.dropout(x, 0.3, training=False) is x
     layer = nn.Dropout(0.5)
     layer.eval()
@@ -367,9 +367,9 @@ def test_dropout_zeroes_with_probability_p_and_scales_the_rest():
 
 def test_dropout_mask_follows_manual_seed():
     cr.manual_seed(9)
-    a = F.dropout(cr.ones(50), 0.5).data.copy()
+    a = F.dropout(cr.ones(50), 0.5)._data.copy()
     cr.manual_seed(9)
-    np.testing.assert_array_equal(F.dropout(cr.ones(50), 0.5).data, a)
+    np.testing.assert_array_equal(F.dropout(cr.ones(50), 0.5)._data, a)
 
 
 # ---- Module behaviour -----------------------------------------------------------------------
@@ -407,7 +407,7 @@ def test_state_dict_names_match_torch_and_round_trip():
     copy = TwoLayer()
     copy.load_state_dict(ours.state_dict())
     x = cr.randn(5, 3)
-    np.testing.assert_array_equal(copy(x).data, ours(x).data)
+    np.testing.assert_array_equal(copy(x)._data, ours(x)._data)
 
 
 def test_load_state_dict_lists_missing_unexpected_and_misshaped_keys():
@@ -416,7 +416,7 @@ def test_load_state_dict_lists_missing_unexpected_and_misshaped_keys():
     del state["out.bias"]
     state["extra.weight"] = cr.zeros(2)
     state["hidden.weight"] = cr.zeros(5, 3)
-    before = model.blocks[0].weight.data.copy()
+    before = model.blocks[0].weight._data.copy()
     state["blocks.0.weight"] = cr.ones(4, 4)
     with pytest.raises(RuntimeError) as info:
         model.load_state_dict(state)
@@ -424,12 +424,12 @@ def test_load_state_dict_lists_missing_unexpected_and_misshaped_keys():
     assert "missing keys: out.bias" in message
     assert "unexpected keys: extra.weight" in message
     assert "hidden.weight: checkpoint has shape (5, 3), the model has (4, 3)" in message
-    np.testing.assert_array_equal(model.blocks[0].weight.data, before)  # nothing half-loaded
+    np.testing.assert_array_equal(model.blocks[0].weight._data, before)  # nothing half-loaded
     del state["hidden.weight"]
     result = model.load_state_dict(state, strict=False)
     assert result.missing_keys == ["hidden.weight", "out.bias"]
     assert result.unexpected_keys == ["extra.weight"]
-    np.testing.assert_array_equal(model.blocks[0].weight.data, np.ones((4, 4)))
+    np.testing.assert_array_equal(model.blocks[0].weight._data, np.ones((4, 4)))
 
 
 def test_module_to_double_converts_parameters_in_place():
@@ -459,7 +459,7 @@ def test_train_eval_zero_grad_and_children():
     assert model[0].weight.grad is None
     model(cr.randn(3, 2)).sum().backward()
     model.zero_grad(set_to_none=False)
-    np.testing.assert_array_equal(model[0].weight.grad.data, 0)
+    np.testing.assert_array_equal(model[0].weight.grad._data, 0)
 
 
 def test_shared_parameters_are_listed_once():

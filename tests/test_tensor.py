@@ -92,7 +92,7 @@ def test_tensor_always_copies_its_data():
     from_array = cr.tensor(array)
     from_tensor = cr.tensor(from_array)
     array[0] = 99.0
-    from_array.data[1] = -1.0
+    from_array._data[1] = -1.0
     assert from_array.tolist() == [1.0, -1.0]
     assert from_tensor.tolist() == [1.0, 2.0]
 
@@ -194,7 +194,7 @@ def test_detach_shares_data_and_leaves_the_graph():
     y = x * 3.0
     d = y.detach()
     assert d.is_leaf and not d.requires_grad and d.grad_fn is None
-    assert np.shares_memory(d.numpy(), y.data)
+    assert np.shares_memory(d.numpy(), y._data)
 
 
 def test_to_float_and_double_convert_and_keep_the_gradient_flowing_like_pytorch():

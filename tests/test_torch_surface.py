@@ -866,3 +866,52 @@ def test_load_onto_a_gpu_says_there_is_no_gpu_backend(tmp_path, where):
         cr.load(path, map_location=where)
     with pytest.raises(TypeError, match="weights_only must be True, False or None"):
         cr.load(path, weights_only="yes")
+
+
+def _sgd_by_data(lib):
+    """The pre-`no_grad` idiom of older tutorials: update weights through `.data`."""
+    lib.manual_seed(0)
+    w = lib.tensor([[0.5, -1.0], [2.0, 0.25]], dtype=lib.float64, requires_grad=True)
+    b = lib.tensor([0.1, -0.2], dtype=lib.float64, requires_grad=True)
+    x = lib.tensor([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]], dtype=lib.float64)
+    losses = []
+    for _ in range(5):
+        loss = ((x @ w + b) ** 2).sum()
+        losses.append(loss.item())
+        loss.backward()
+        w.data -= 0.01 * w.grad.data
+        b.data.add_(b.grad.data, alpha=-0.01)
+        w.grad.data.zero_()
+        b.grad.zero_()
+    return losses, w.detach().numpy(), b.detach().numpy()
+
+
+def test_tensor_data_is_a_tensor_sharing_storage_as_torch():
+    ours, theirs = _sgd_by_data(cr), _sgd_by_data(torch)
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-12)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-12)
+    np.testing.assert_allclose(ours[2], theirs[2], rtol=1e-12)
+
+    p = nn.Parameter(cr.ones(3))
+    view = p.data
+    assert isinstance(view, cr.Tensor) and not view.requires_grad and view.grad_fn is None
+    view.mul_(2.0)
+    np.testing.assert_array_equal(p.detach().numpy(), [2.0, 2.0, 2.0])
+
+
+def test_tensor_data_changes_are_invisible_to_the_inplace_check_as_torch():
+    for lib in (cr, torch):
+        w = lib.tensor([1.0, 2.0], dtype=lib.float64, requires_grad=True)
+        y = (w * w).sum()  # saves w
+        w.data.add_(1.0)  # through .data: not a version bump in either library
+        y.backward()
+        np.testing.assert_array_equal(w.grad.numpy(), [4.0, 6.0])  # 2 * (the new w)
+
+
+def test_assigning_tensor_data_swaps_the_storage_as_torch():
+    for lib in (cr, torch):
+        p = lib.nn.Parameter(lib.zeros(2, 3))
+        p.data = lib.ones(4)
+        assert tuple(p.shape) == (4,) and p.requires_grad
+    with pytest.raises(TypeError, match="must be set to a Tensor"):
+        nn.Parameter(cr.zeros(2)).data = np.ones(2)

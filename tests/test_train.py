@@ -188,7 +188,7 @@ def test_history_records_every_step_and_epoch_and_metrics():
         optim.SGD(model.parameters(), lr=0.05),
         loader,
         epochs=4,
-        metrics={"mae": lambda out, y: float(np.abs(out.data - y.data).mean())},
+        metrics={"mae": lambda out, y: float(np.abs(out._data - y._data).mean())},
         progress=False,
     )
     assert history.stop_reason == "epochs"
@@ -258,7 +258,7 @@ def test_callbacks_see_before_gradient_and_after_of_every_parameter():
             np.testing.assert_allclose(p.after, p.before - 0.05 * p.grad, rtol=1e-15)
     for earlier, later in zip(recorder.steps, recorder.steps[1:], strict=False):
         np.testing.assert_array_equal(later.params["weight"].before, earlier.params["weight"].after)
-    np.testing.assert_array_equal(recorder.steps[-1].params["weight"].after, model.weight.data)
+    np.testing.assert_array_equal(recorder.steps[-1].params["weight"].after, model.weight._data)
     assert [info.epoch for info in recorder.epochs] == [1, 2]
     assert recorder.epochs[-1].loss == pytest.approx(np.mean([s.loss for s in recorder.steps[2:]]))
 
@@ -317,9 +317,9 @@ def test_on_after_backward_sees_the_gradients_and_can_change_them_before_the_ste
     class ClipToZero:
         def on_after_backward(self, info):
             seen.append((info.step, info.epoch, info.batch_size, model[2].bias.grad.item()))
-            model[2].bias.grad.data[...] = 0.0
+            model[2].bias.grad._data[...] = 0.0
 
-    before = model[2].bias.data.copy()
+    before = model[2].bias._data.copy()
     cr.train.fit(
         model, nn.SSR(), optim.SGD(model.parameters(), lr=0.1), _dosage_loader(), max_steps=3,
         callbacks=[ClipToZero()], progress=False,
@@ -327,7 +327,7 @@ def test_on_after_backward_sees_the_gradients_and_can_change_them_before_the_ste
     # The lesson's first slope of b3 is -15.7; the zeroed gradient left b3 where it was.
     assert [s[:3] for s in seen] == [(1, 1, 3), (2, 2, 3), (3, 3, 3)]
     assert seen[0][3] == pytest.approx(-15.7, abs=0.05)
-    np.testing.assert_array_equal(model[2].bias.data, before)
+    np.testing.assert_array_equal(model[2].bias._data, before)
 
 
 def test_early_stopping_keeps_the_best_weights_and_stops_after_patience():
@@ -341,7 +341,7 @@ def test_early_stopping_keeps_the_best_weights_and_stops_after_patience():
 
     class Snapshot:
         def on_epoch(self, info):
-            weights.append(model[0].weight.data.copy())
+            weights.append(model[0].weight._data.copy())
 
     early = cr.train.EarlyStopping(held_out, nn.MSELoss(), patience=3)
     history = cr.train.fit(
@@ -351,7 +351,7 @@ def test_early_stopping_keeps_the_best_weights_and_stops_after_patience():
     )  # fmt: skip
     assert history.stop_reason == "callback" and history.epochs == early.best_epoch + 3 + 1
     assert early.scores[early.best_epoch - 1] == min(early.scores) == early.best_score
-    np.testing.assert_array_equal(model[0].weight.data, weights[early.best_epoch - 1])
+    np.testing.assert_array_equal(model[0].weight._data, weights[early.best_epoch - 1])
     assert cr.train.evaluate(model, held_out, nn.MSELoss())["loss"] == early.best_score
 
 

@@ -237,7 +237,7 @@ class DataLoader:
             if tensors is not None:
                 # One gather per tensor instead of a Python loop over samples.
                 rows = np.asarray(index)
-                yield tuple(Tensor._wrap(t.data[rows]) for t in tensors)
+                yield tuple(Tensor._wrap(t._data[rows]) for t in tensors)
             else:
                 yield (self.collate_fn or default_collate)([self.dataset[i] for i in index])
 

@@ -103,7 +103,7 @@ class WeightedRandomSampler(Sampler):
             raise TypeError(
                 f"WeightedRandomSampler: replacement should be a boolean, got {replacement!r}"
             )
-        array = np.asarray(weights.data if isinstance(weights, Tensor) else weights, np.float64)
+        array = np.asarray(weights._data if isinstance(weights, Tensor) else weights, np.float64)
         if array.ndim != 1:
             raise ValueError(
                 f"WeightedRandomSampler: weights should be a 1-d sequence, got shape {array.shape}"

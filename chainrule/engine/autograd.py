@@ -199,7 +199,7 @@ def grad(
         g = found.get(x)
         if g is None:
             if materialize_grads:
-                g = Tensor._wrap(np.zeros_like(x.data))
+                g = Tensor._wrap(np.zeros_like(x._data))
             elif not allow_unused:
                 raise RuntimeError(
                     f"grad: input {i} (shape {x.shape}{_named(x)}) was not used to compute the "
@@ -220,15 +220,15 @@ def _seed(tensor, gradient, create_graph):
             "to differentiate; set requires_grad=True on the leaves it is computed from"
         )
     if gradient is None:
-        if tensor.data.size != 1:
+        if tensor._data.size != 1:
             raise RuntimeError(
                 f"backward: the gradient can be created implicitly only for a scalar output, but "
                 f"this tensor has shape {tuple(tensor.shape)}; pass gradient= of that shape "
                 "(or reduce it first, e.g. .sum())"
             )
-        seed = np.ones(tensor.data.shape, tensor.data.dtype)
+        seed = np.ones(tensor._data.shape, tensor._data.dtype)
     else:
-        seed = gradient.data if isinstance(gradient, Tensor) else np.asarray(gradient)
+        seed = gradient._data if isinstance(gradient, Tensor) else np.asarray(gradient)
         if seed.shape != tensor.shape:
             raise RuntimeError(
                 f"backward: gradient has shape {tuple(seed.shape)} but the tensor has shape "
@@ -473,8 +473,8 @@ def _settle_leaf(leaf, g, seen_arrays, walk, create_graph, accumulate):
 def _own_array(g, leaf, seen_arrays):
     if type(g) is not np.ndarray:
         g = np.asarray(g)
-    if g.dtype != leaf.data.dtype:
-        g = g.astype(leaf.data.dtype)
+    if g.dtype != leaf._data.dtype:
+        g = g.astype(leaf._data.dtype)
     # A gradient can reach two leaves as one array (through `a + b`), be the caller's own seed
     # array, or a view: each leaf gets an array of its own.
     if g.base is not None or id(g) in seen_arrays:
@@ -491,7 +491,7 @@ def _accumulate_grad(leaf, g, create_graph):
     elif leaf.grad.requires_grad:
         leaf.grad = leaf.grad + Tensor._wrap(g)
     else:
-        np.add(leaf.grad.data, g, out=leaf.grad.data)
+        np.add(leaf.grad._data, g, out=leaf.grad._data)
 
 
 def _accumulate(grads, key, g):
@@ -552,7 +552,7 @@ def _run_hooks(hooks, g, create_graph):
                     f"{tuple(wrapped.shape)}"
                 )
             wrapped = result
-    return wrapped if create_graph else wrapped.data
+    return wrapped if create_graph else wrapped._data
 
 
 def _retain(node, g, create_graph):
@@ -580,7 +580,7 @@ def _check_versions(node):
 
 
 def _check_finite(node, i, gi):
-    data = gi.data if isinstance(gi, Tensor) else gi
+    data = gi._data if isinstance(gi, Tensor) else gi
     if np.all(np.isfinite(data)):
         return
     bad = "nan" if np.isnan(data).any() else "inf"

@@ -108,17 +108,17 @@ class Function:
                 f"{type(result).__name__}"
             )
         if any(t is result for t in getattr(ctx, "_non_differentiable", ())):
-            return Tensor._wrap(result.data)
+            return Tensor._wrap(result._data)
         saved = getattr(ctx, "_saved", ())
         keeps_output = any(t is result for t in saved) and not any(t is result for t in args)
         if keeps_output:
             ctx._saved = tuple(_OUTPUT if t is result else t for t in saved)
         # ctx is the op's last input (a constant without a gradient), so the engine drops it, and
         # the tensors it saved, with the rest of the node's saved values after backward.
-        output = apply(_op_for(cls, len(args)), (*args, ctx), {"forward_result": result.data})
+        output = apply(_op_for(cls, len(args)), (*args, ctx), {"forward_result": result._data})
         if keeps_output:
             node = output.grad_fn
-            ctx._output = (output.data, None if node is None else weakref.ref(node))
+            ctx._output = (output._data, None if node is None else weakref.ref(node))
         return output
 
 
@@ -136,9 +136,9 @@ def _apply_many(cls, ctx, args, outputs):
             f"{cls.__name__}.forward returned outputs of dtypes {dtypes}; a Function with several "
             "outputs needs them all of one float dtype"
         )
-    sizes = np.cumsum([0] + [o.data.size for o in outputs])
+    sizes = np.cumsum([0] + [o._data.size for o in outputs])
     ctx._layout = (tuple(o.shape for o in outputs), tuple(int(n) for n in sizes))
-    flat = np.concatenate([o.data.reshape(-1) for o in outputs])
+    flat = np.concatenate([o._data.reshape(-1) for o in outputs])
     saved = getattr(ctx, "_saved", ())
     positions = {id(o): j for j, o in enumerate(outputs)}
     keeps_output = any(id(t) in positions for t in saved)
@@ -149,12 +149,12 @@ def _apply_many(cls, ctx, args, outputs):
     output = apply(_op_for(cls, len(args)), (*args, ctx), {"forward_result": flat})
     if keeps_output:
         node = output.grad_fn
-        ctx._output = (output.data, None if node is None else weakref.ref(node))
+        ctx._output = (output._data, None if node is None else weakref.ref(node))
     blocked = {id(t) for t in getattr(ctx, "_non_differentiable", ())}
     pieces = []
     for j, o in enumerate(outputs):
         piece = _piece(output, ctx._layout, j)
-        pieces.append(Tensor._wrap(piece.data) if id(o) in blocked else piece)
+        pieces.append(Tensor._wrap(piece._data) if id(o) in blocked else piece)
     return tuple(pieces)
 
 
@@ -213,6 +213,6 @@ def _rule(cls, i, n):
             return None
         if isinstance(g, Tensor):
             return gi if isinstance(gi, Tensor) else Tensor._wrap(np.asarray(gi))
-        return gi.data if isinstance(gi, Tensor) else np.asarray(gi)
+        return gi._data if isinstance(gi, Tensor) else np.asarray(gi)
 
     return rule

@@ -302,7 +302,7 @@ def keep_constants(nexts, saved):
         if parent is not None or type(x) in LIGHT_TYPES:
             kept.append(None if parent is not None else x)
         elif isinstance(x, Tensor | np.ndarray):
-            array = x.data if isinstance(x, Tensor) else x
+            array = x._data if isinstance(x, Tensor) else x
             if array.nbytes > SMALL_CONSTANT_BYTES:
                 kept.append(Released(x))
             elif array.base is None and getattr(x, "grad_fn", None) is None:
@@ -369,14 +369,14 @@ def record(op, inputs, out_array, params):
             # values from the graph, and a constant cannot be recovered any other way.
             nexts.append(None)
             saved.append(x)
-            arrays.append(x.data if isinstance(x, Tensor) else x)
+            arrays.append(x._data if isinstance(x, Tensor) else x)
             continue
         nexts.append(x.grad_fn or x)
         if k:
             saved.append(x)
-            arrays.append(x.data)
-        elif ks or (op.elementwise and x.data.shape != out_shape):
-            placeholder = Shape(x.data.shape)
+            arrays.append(x._data)
+        elif ks or (op.elementwise and x._data.shape != out_shape):
+            placeholder = Shape(x._data.shape)
             saved.append(placeholder)
             arrays.append(placeholder)
         else:
@@ -394,26 +394,26 @@ def record_binary(op, a, b, out_array, need_a, need_b):
     if need_a:
         ea = a.grad_fn or a
         if keep[0]:
-            sa, aa = a, a.data
-        elif keep_shape[0] or a.data.shape != out_shape:
-            sa = aa = Shape(a.data.shape)
+            sa, aa = a, a._data
+        elif keep_shape[0] or a._data.shape != out_shape:
+            sa = aa = Shape(a._data.shape)
         else:
             sa = aa = None
     else:
         ea, sa = None, a
-        aa = a.data if isinstance(a, Tensor) else a
+        aa = a._data if isinstance(a, Tensor) else a
     if need_b:
         eb = b.grad_fn or b
         if keep[1]:
             sb = b
-            ab = b.data
-        elif keep_shape[1] or b.data.shape != out_shape:
-            sb = ab = Shape(b.data.shape)
+            ab = b._data
+        elif keep_shape[1] or b._data.shape != out_shape:
+            sb = ab = Shape(b._data.shape)
         else:
             sb = ab = None
     else:
         eb, sb = None, b
-        ab = b.data if isinstance(b, Tensor) else b
+        ab = b._data if isinstance(b, Tensor) else b
     return _new_node(op, (ea, eb), (sa, sb), (aa, ab), out_array, keep_out, None)
 
 
@@ -424,9 +424,9 @@ def record_unary(op, x, out_array, params):
     """`record` for the one-input case, without the loops."""
     keep, keep_shape, keep_out = op.plans.get(_ONE_INPUT) or op.plan(_ONE_INPUT)
     if keep[0]:
-        saved, array = x, x.data
-    elif keep_shape[0] or (op.elementwise and x.data.shape != out_array.shape):
-        saved = array = Shape(x.data.shape)
+        saved, array = x, x._data
+    elif keep_shape[0] or (op.elementwise and x._data.shape != out_array.shape):
+        saved = array = Shape(x._data.shape)
     else:
         saved = array = None
     return _new_node(op, (x.grad_fn or x,), (saved,), (array,), out_array, keep_out, params)
@@ -434,7 +434,7 @@ def record_unary(op, x, out_array, params):
 
 def apply(op, inputs, params=None):
     """Run `op` on Tensors/constants and record a node when a gradient may be needed."""
-    arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+    arrays = [x._data if isinstance(x, Tensor) else x for x in inputs]
     try:
         out = op.forward(*arrays, **params) if params else op.forward(*arrays)
     except (ValueError, IndexError) as error:
@@ -451,7 +451,7 @@ def apply(op, inputs, params=None):
 def apply_unary(op, x, params):
     """`apply` for one Tensor input: the common case of reductions and ops with parameters."""
     try:
-        out = op.forward(x.data, **params) if params else op.forward(x.data)
+        out = op.forward(x._data, **params) if params else op.forward(x._data)
     except (ValueError, IndexError) as error:
         raise shape_error(op, (x,), error) from None
     if type(out) is not np.ndarray:
@@ -468,7 +468,7 @@ def apply_unary(op, x, params):
 
 def shape_error(op, inputs, error):
     shapes = " and ".join(
-        str(tuple(x.data.shape)) if isinstance(x, Tensor) else type(x).__name__ for x in inputs
+        str(tuple(x._data.shape)) if isinstance(x, Tensor) else type(x).__name__ for x in inputs
     )
     return ValueError(f"{op.name}: cannot apply to inputs of shapes {shapes}: {error}")
 

@@ -16,7 +16,7 @@ from .state import state
 
 class Tensor:
     __slots__ = (
-        "data",
+        "_data",  # the NumPy array; `.data` is PyTorch's view of it as a Tensor
         "requires_grad",
         "grad",
         "grad_fn",
@@ -31,7 +31,7 @@ class Tensor:
 
     def __init__(self, data, dtype=None, requires_grad=False, name=None):
         array = to_array(data, dtype)
-        self.data = array
+        self._data = array
         self.grad = None
         self.grad_fn = None
         self._name = name
@@ -45,7 +45,7 @@ class Tensor:
     def _wrap(array, grad_fn=None):
         """Internal fast constructor: takes `array` as is, no copy and no checks."""
         t = object.__new__(Tensor)
-        t.data = array
+        t._data = array
         t.requires_grad = grad_fn is not None
         t.grad = None
         t.grad_fn = grad_fn
@@ -56,34 +56,51 @@ class Tensor:
 
     # ---- attributes -------------------------------------------------------------------------
     @property
+    def data(self):
+        """PyTorch's `.data`: a tensor sharing this one's storage, outside the graph. Unlike
+        `detach()`, changes through it are invisible to autograd's in-place checks (programs
+        write `p.data.add_(-lr * p.grad.data)` to update a weight without recording it)."""
+        return Tensor._wrap(self._data)
+
+    @data.setter
+    def data(self, value):
+        # `p.data = other` swaps the storage (shape and dtype may change), as in PyTorch.
+        if not isinstance(value, Tensor):
+            raise TypeError(
+                f"Tensor.data must be set to a Tensor, got {type(value).__name__} "
+                "(wrap a NumPy array with cr.from_numpy(array))"
+            )
+        self._data = value._data
+
+    @property
     def shape(self):
-        return self.data.shape
+        return self._data.shape
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self._data.dtype
 
     def size(self, dim=None):
         if dim is None:
-            return self.data.shape
-        if self.data.ndim == 0:
+            return self._data.shape
+        if self._data.ndim == 0:
             raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
-        return self.data.shape[normalize_dim(dim, self.data.ndim)]
+        return self._data.shape[normalize_dim(dim, self._data.ndim)]
 
     def dim(self):
-        return self.data.ndim
+        return self._data.ndim
 
     def numel(self):
-        return self.data.size
+        return self._data.size
 
     def __len__(self):
-        if self.data.ndim == 0:
+        if self._data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self._data.shape[0]
 
     @property
     def is_leaf(self):
@@ -101,10 +118,10 @@ class Tensor:
             self.grad_fn.name = value
 
     def requires_grad_(self, requires_grad=True):
-        if requires_grad and self.data.dtype.kind != "f":
+        if requires_grad and self._data.dtype.kind != "f":
             raise TypeError(
                 "only floating-point tensors can require gradients; this tensor is "
-                f"{self.data.dtype} (create it with dtype=cr.float32 or cr.float64)"
+                f"{self._data.dtype} (create it with dtype=cr.float32 or cr.float64)"
             )
         if not requires_grad and self.grad_fn is not None:
             raise RuntimeError(
@@ -120,23 +137,23 @@ class Tensor:
             raise RuntimeError(
                 "numpy() on a tensor that requires grad: call tensor.detach().numpy() instead"
             )
-        return self.data
+        return self._data
 
     def __array__(self, dtype=None, copy=None):
-        if dtype is not None and dtype != self.data.dtype:
-            return self.data.astype(dtype)
-        return self.data.copy() if copy else self.data
+        if dtype is not None and dtype != self._data.dtype:
+            return self._data.astype(dtype)
+        return self._data.copy() if copy else self._data
 
     def item(self):
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise ValueError(
                 f"item(): only a tensor with one element can become a Python number; "
-                f"this one has shape {self.data.shape}"
+                f"this one has shape {self._data.shape}"
             )
-        return self.data.item()
+        return self._data.item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self._data.tolist()
 
     def __float__(self):
         return float(self.item())
@@ -145,20 +162,20 @@ class Tensor:
         return int(self.item())
 
     def __bool__(self):
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise RuntimeError(
-                f"the truth value of a tensor with {self.data.size} elements is ambiguous"
+                f"the truth value of a tensor with {self._data.size} elements is ambiguous"
             )
-        return bool(self.data)
+        return bool(self._data)
 
     def __index__(self):
-        if self.data.dtype.kind not in "iu" or self.data.size != 1:
+        if self._data.dtype.kind not in "iu" or self._data.size != 1:
             raise TypeError("only integer tensors of a single element can be used as an index")
-        return int(self.data)
+        return int(self._data)
 
     def detach(self):
         """A new leaf sharing this tensor's data, outside the graph."""
-        t = Tensor._wrap(self.data)
+        t = Tensor._wrap(self._data)
         t._name = self._name
         return t
 
@@ -166,11 +183,11 @@ class Tensor:
     __hash__ = object.__hash__
 
     def __repr__(self):
-        body = np.array2string(self.data, separator=", ", precision=4, prefix="tensor(")
+        body = np.array2string(self._data, separator=", ", precision=4, prefix="tensor(")
         extras = []
-        if self.data.dtype not in (dtypes.get_default_dtype(), dtypes.int64, dtypes.bool_):
-            extras.append(f"dtype={_dtype_name(self.data.dtype)}")
-        elif self.data.dtype == dtypes.bool_ and self.data.size == 0:
+        if self._data.dtype not in (dtypes.get_default_dtype(), dtypes.int64, dtypes.bool_):
+            extras.append(f"dtype={_dtype_name(self._data.dtype)}")
+        elif self._data.dtype == dtypes.bool_ and self._data.size == 0:
             extras.append("dtype=cr.bool_")
         if self.grad_fn is not None:
             extras.append(f"grad_fn=<{self.grad_fn.op.name}>")
@@ -260,7 +277,7 @@ def to_array(data, dtype=None):
     if dtype is not None:
         dtype = dtypes.as_dtype(dtype)
     if isinstance(data, Tensor):
-        array = data.data
+        array = data._data
         return array.astype(dtype if dtype is not None else array.dtype, copy=True)
     if isinstance(data, np.ndarray | np.generic):
         array = np.asarray(data)
@@ -337,7 +354,7 @@ def _infer_nested(data):
         # Each element's own dtype, as PyTorch infers it: NumPy scalars and tensors keep theirs,
         # Python floats take the default.
         if isinstance(item, Tensor):
-            kinds.add(item.data.dtype)
+            kinds.add(item._data.dtype)
         elif isinstance(item, np.generic):
             kinds.add(_supported_or_error(item.dtype))
         elif isinstance(item, bool):
@@ -369,7 +386,7 @@ def _where(path):
 
 def _unwrap_nested(data):
     if isinstance(data, Tensor):
-        return data.data
+        return data._data
     if isinstance(data, list | tuple):
         return [_unwrap_nested(x) for x in data]
     return data

@@ -466,7 +466,7 @@ def format_array(value, max_items=8):
     if value is None:
         return "?"
     if isinstance(value, Tensor):
-        value = value.data
+        value = value._data
     a = np.asarray(value)
     if a.size == 1:
         return expr.format_number(a.reshape(()).item())

@@ -137,7 +137,7 @@ class Recorded:
             # graph used where no derivative flows) is a constant here.
             leaf = tensor.requires_grad and tensor.grad_fn is None
             v = Vertex("leaf" if leaf else "const", tensor=tensor)
-            v.value = tensor.data
+            v.value = tensor._data
             self._by_tensor[id(tensor)] = v
             self._add(v)
         return v
@@ -181,7 +181,7 @@ class Recorded:
             v.name, v.user_named = name, True
             taken.add(name)
         if self.output.name is None:
-            wanted = "loss" if output.data.size == 1 else "out"
+            wanted = "loss" if output._data.size == 1 else "out"
             self.output.name = wanted if wanted not in taken else _fresh(wanted, taken)
             taken.add(self.output.name)
         for v in self.vertices:
@@ -262,14 +262,14 @@ class Recorded:
     def _make_seed(self, gradient):
         out = self.output_tensor
         if gradient is None:
-            if out.data.size != 1:
+            if out._data.size != 1:
                 raise GraphError(
                     f"explain: the output has shape {tuple(out.shape)}; explanations start from a "
                     "scalar (a loss), or pass gradient= of the output's shape"
                 )
-            return np.ones_like(out.data)
+            return np.ones_like(out._data)
         seed = np.asarray(
-            gradient.data if isinstance(gradient, Tensor) else gradient, dtype=out.data.dtype
+            gradient._data if isinstance(gradient, Tensor) else gradient, dtype=out._data.dtype
         )
         if seed.shape != out.shape:
             raise GraphError(
@@ -290,7 +290,7 @@ class Recorded:
                 owners.append(v)
         grads = grad_with_values(self.output_tensor, targets, Tensor._wrap(self._seed), freed)
         for v, g in zip(owners, grads, strict=False):
-            v.grad = None if g is None else g.data
+            v.grad = None if g is None else g._data
 
     # ---- edges ------------------------------------------------------------------------------
     def derivative(self, v, i):

@@ -51,10 +51,10 @@ class Trace:
         value - step size. Returns the step sizes ({name: array}) to apply."""
         entries = {}
         for name, t in params.items():
-            value = np.array(t.data, copy=True)
+            value = np.array(t._data, copy=True)
             if t.grad is None:
                 raise ValueError(f"Trace.record: {name} has no gradient; call backward() first")
-            slope = np.array(t.grad.data, copy=True)
+            slope = np.array(t.grad._data, copy=True)
             size = lr * slope
             entries[name] = _entry(value, slope, size, value - size)
         self.steps.append(

@@ -83,7 +83,7 @@ def l1_loss(input, target, reduction="mean"):  # noqa: A002
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):  # noqa: A002
     """Negative log-likelihood of class indices, given log-probabilities (N, C, ...)."""
     logp = as_tensor(input)
-    index = np.asarray(target.data if isinstance(target, Tensor) else target)
+    index = np.asarray(target._data if isinstance(target, Tensor) else target)
     return _nll(logp, index, weight, ignore_index, reduction, 0.0)
 
 
@@ -107,7 +107,7 @@ def _nll(logp, index, weight, ignore_index, reduction, label_smoothing):
     w = (
         np.ones(classes, dtype=logp.dtype)
         if weight is None
-        else np.asarray(weight.data if isinstance(weight, Tensor) else weight, dtype=logp.dtype)
+        else np.asarray(weight._data if isinstance(weight, Tensor) else weight, dtype=logp.dtype)
     )
     sample_w = np.where(valid, w[safe], 0).astype(logp.dtype)
     loss = -picked * sample_w
@@ -137,7 +137,7 @@ def cross_entropy(
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     class_dim = 1 if logits.ndim > 1 else 0
-    target_data = target.data if isinstance(target, Tensor) else np.asarray(target)
+    target_data = target._data if isinstance(target, Tensor) else np.asarray(target)
     if (
         logits.ndim == 2
         and target_data.dtype.kind in "iu"
@@ -165,7 +165,7 @@ def cross_entropy(
             target = target * as_tensor(weight).reshape(shape)
         loss = -(logp * target).sum(class_dim)
         if reduction == "mean":
-            return loss.sum() / (loss.data.size if loss.ndim else 1)
+            return loss.sum() / (loss._data.size if loss.ndim else 1)
         return _reduce(loss, reduction, "cross_entropy")
     return _nll(logp, target_data, weight, ignore_index, reduction, label_smoothing)
 
@@ -204,9 +204,9 @@ class _BinaryCrossEntropy(Function):
     def forward(ctx, x, y):
         ctx.save_for_backward(x, y)
         with np.errstate(divide="ignore"):
-            log_x = np.maximum(np.log(x.data), -100)
-            log_1mx = np.maximum(np.log1p(-x.data), -100)
-        return Tensor._wrap(-(y.data * log_x + (1 - y.data) * log_1mx))
+            log_x = np.maximum(np.log(x._data), -100)
+            log_1mx = np.maximum(np.log1p(-x._data), -100)
+        return Tensor._wrap(-(y._data * log_x + (1 - y._data) * log_1mx))
 
     @staticmethod
     def backward(ctx, g):
@@ -224,7 +224,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):  # noqa:
     PyTorch, so that x of exactly 0 or 1 gives a finite loss; the gradient is PyTorch's."""
     x, y = as_tensor(input), as_tensor(target)
     _same_shape("binary_cross_entropy", x, y)
-    values = x.data
+    values = x._data
     if values.size and ((values < 0) | (values > 1)).any():
         raise ValueError(
             "binary_cross_entropy: all elements of input should be between 0 and 1 (got "
@@ -465,7 +465,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0):  #
     """Rows of `weight` (num_embeddings, embedding_dim) picked by integer `input` of any shape; the
     row at padding_idx gets no gradient, as in torch.nn.functional.embedding. With max_norm, the
     looked-up rows whose norm exceeds it are first scaled down in place (PyTorch's renorm)."""
-    index = np.asarray(input.data if isinstance(input, Tensor) else input)
+    index = np.asarray(input._data if isinstance(input, Tensor) else input)
     weight = as_tensor(weight)
     if index.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got {index.dtype}")
@@ -492,7 +492,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0):  #
 def _renorm_rows(weight, rows, max_norm, norm_type):
     """Scale rows of `weight` whose norm exceeds max_norm to (just under) it, in place and outside
     the graph, with PyTorch's 1e-7 guard."""
-    data = weight.data
+    data = weight._data
     norms = np.linalg.norm(data[rows], ord=norm_type, axis=1)
     over = norms > max_norm
     if over.any():
@@ -560,9 +560,9 @@ def scaled_dot_product_attention(
     elif attn_mask is not None:
         mask = as_tensor(attn_mask)
         if mask.dtype == bool:
-            mask = Tensor._wrap(np.where(mask.data, 0.0, -np.inf).astype(scores.dtype))
+            mask = Tensor._wrap(np.where(mask._data, 0.0, -np.inf).astype(scores.dtype))
         scores = scores + mask
-        dead = np.isneginf(scores.data).all(axis=-1, keepdims=True)
+        dead = np.isneginf(scores._data).all(axis=-1, keepdims=True)
         if dead.any():
             # A fully masked row: a finite stand-in keeps NaN out of softmax and its gradient.
             weights = where(dead, 0.0, softmax(where(dead, 0.0, scores), -1))

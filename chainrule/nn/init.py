@@ -24,7 +24,7 @@ def _fill(tensor, values):
     """Overwrite the data in place (as PyTorch's init does under no_grad) and mark the change."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"nn.init: expected a Tensor, got {type(tensor).__name__}")
-    tensor.data[...] = values
+    tensor._data[...] = values
     tensor._bump_version()
     return tensor
 

@@ -461,7 +461,7 @@ class Embedding(Module):
             init.normal_(empty(num_embeddings, embedding_dim, dtype=_float_dtype(dtype)))
         )
         if self.padding_idx is not None:
-            self.weight.data[self.padding_idx] = 0
+            self.weight._data[self.padding_idx] = 0
 
     def forward(self, indices):
         return F.embedding(indices, self.weight, self.padding_idx, self.max_norm, self.norm_type)

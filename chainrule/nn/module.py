@@ -22,10 +22,10 @@ class Parameter(Tensor):
         if data is None:
             array = np.empty(0, dtype=dtypes.get_default_dtype())
         elif isinstance(data, Tensor):
-            array = data.data
+            array = data._data
         else:
-            array = Tensor(data).data
-        self.data = array
+            array = Tensor(data)._data
+        self._data = array
         self.grad = None
         self.grad_fn = None
         self._name = None
@@ -260,7 +260,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             else:
-                p.grad.data[...] = 0
+                p.grad._data[...] = 0
 
     def apply(self, fn):
         for module in self.children():
@@ -297,10 +297,10 @@ class Module:
             if key not in state_dict:
                 continue
             array = _as_array(state_dict[key], key)
-            if array.shape != target.data.shape:
+            if array.shape != target._data.shape:
                 mismatched.append(
                     f"{key}: checkpoint has shape {tuple(array.shape)}, "
-                    f"the model has {tuple(target.data.shape)}"
+                    f"the model has {tuple(target._data.shape)}"
                 )
             arrays[key] = array
         problems = []
@@ -314,7 +314,7 @@ class Module:
             raise RuntimeError(f"load_state_dict for {type(self).__name__}: " + ". ".join(problems))
         for key, array in arrays.items():
             target = own[key]
-            np.copyto(target.data, array, casting="unsafe")
+            np.copyto(target._data, array, casting="unsafe")
             target._bump_version()
         return _IncompatibleKeys(missing, unexpected)
 
@@ -340,10 +340,10 @@ class Module:
         if dtype.kind != "f":
             raise TypeError(f"Module.to(): only floating-point dtypes are allowed, got {dtype}")
         for t in list(self.parameters()) + list(self.buffers()):
-            if t.data.dtype.kind == "f" and t.data.dtype != dtype:
-                t.data = t.data.astype(dtype)
+            if t._data.dtype.kind == "f" and t._data.dtype != dtype:
+                t._data = t._data.astype(dtype)
                 if t.grad is not None:
-                    t.grad = Tensor._wrap(t.grad.data.astype(dtype))
+                    t.grad = Tensor._wrap(t.grad._data.astype(dtype))
                 t._bump_version()
         return self
 
@@ -433,7 +433,7 @@ def _forget(name, *tables):
 
 def _as_array(value, key):
     if isinstance(value, Tensor):
-        return value.data
+        return value._data
     try:
         return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
     except Exception as error:  # noqa: BLE001 - any unconvertible value gets one clear message

@@ -28,15 +28,15 @@ class _Bucket:
 
     def __init__(self, params, counts_usage):
         self.params = params
-        dtype = params[0].data.dtype
-        sizes = [p.data.size for p in params]
+        dtype = params[0]._data.dtype
+        sizes = [p._data.size for p in params]
         # With find_unused_parameters, one extra number per parameter counts the ranks that used
         # it, so a parameter no rank used keeps its .grad untouched, as in PyTorch.
         total = sum(sizes) + (len(params) if counts_usage else 0)
         self.flat = np.zeros(total, dtype=dtype)
         self.views, offset = [], 0
         for p, n in zip(params, sizes):
-            self.views.append(self.flat[offset : offset + n].reshape(p.data.shape))
+            self.views.append(self.flat[offset : offset + n].reshape(p._data.shape))
             offset += n
         self.used = self.flat[offset:] if counts_usage else None
         self.arrived = [False] * len(params)  # this iteration's gradient is in the bucket
@@ -153,7 +153,7 @@ class DistributedDataParallel(Module):
             return
         bucket, i = self._where[id(param)]
         if param.grad is not None:
-            np.copyto(bucket.views[i], param.grad.data)
+            np.copyto(bucket.views[i], param.grad._data)
         else:
             bucket.views[i][...] = 0
         if bucket.used is not None:
@@ -185,7 +185,7 @@ class DistributedDataParallel(Module):
                 if p.grad is None:
                     p.grad = Tensor._wrap(view.copy())
                 else:
-                    np.copyto(p.grad.data, view)
+                    np.copyto(p.grad._data, view)
         object.__setattr__(self, "_syncing", False)
 
     def _broadcast_state(self, include_parameters):
@@ -193,8 +193,8 @@ class DistributedDataParallel(Module):
         if include_parameters:
             tensors = list(self.module.parameters()) + tensors
         for t in tensors:
-            if not t.data.flags.c_contiguous:
-                t.data = np.ascontiguousarray(t.data)
+            if not t._data.flags.c_contiguous:
+                t._data = np.ascontiguousarray(t._data)
             dist.broadcast(t, src=0)
 
     def extra_repr(self):
@@ -204,11 +204,13 @@ class DistributedDataParallel(Module):
 def _make_buckets(params, cap_bytes, counts_usage):
     buckets, current, size = [], [], 0
     for p in reversed(params):
-        if current and (size + p.data.nbytes > cap_bytes or p.data.dtype != current[0].data.dtype):
+        if current and (
+            size + p._data.nbytes > cap_bytes or p._data.dtype != current[0]._data.dtype
+        ):
             buckets.append(_Bucket(current, counts_usage))
             current, size = [], 0
         current.append(p)
-        size += p.data.nbytes
+        size += p._data.nbytes
     if current:
         buckets.append(_Bucket(current, counts_usage))
     return buckets

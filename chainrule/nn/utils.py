@@ -35,7 +35,7 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
     norm_type = float(norm_type)
     if not tensors:
         return Tensor(0.0)
-    norms = np.stack([_vector_norm(t.data.ravel(), norm_type) for t in tensors])
+    norms = np.stack([_vector_norm(t._data.ravel(), norm_type) for t in tensors])
     total = _vector_norm(norms, norm_type)
     if error_if_nonfinite and not np.isfinite(total):
         raise RuntimeError(
@@ -54,10 +54,10 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if not grads:
         return total
     # In the norm's dtype, as PyTorch computes it, so float32 gradients scale by the same number.
-    norm = total.data
+    norm = total._data
     coefficient = np.minimum(norm.dtype.type(max_norm) / (norm + norm.dtype.type(1e-6)), 1.0)
     for g in grads:
-        g.data *= coefficient.astype(g.data.dtype)
+        g._data *= coefficient.astype(g._data.dtype)
     return total
 
 
@@ -66,17 +66,17 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
     clip_value = float(clip_value)
     for p in _tensors(parameters):
         if p.grad is not None:
-            np.clip(p.grad.data, -clip_value, clip_value, out=p.grad.data)
+            np.clip(p.grad._data, -clip_value, clip_value, out=p.grad._data)
 
 
 def parameters_to_vector(parameters):
-    return Tensor._wrap(np.concatenate([p.data.ravel() for p in _tensors(parameters)]))
+    return Tensor._wrap(np.concatenate([p._data.ravel() for p in _tensors(parameters)]))
 
 
 def vector_to_parameters(vec, parameters):
     """Copy consecutive pieces of `vec` into the parameters, in place."""
     parameters = _tensors(parameters)
-    total = sum(p.data.size for p in parameters)
+    total = sum(p._data.size for p in parameters)
     if vec.ndim != 1 or vec.shape[0] != total:
         raise ValueError(
             f"vector_to_parameters: expected a vector of {total} elements, got shape "
@@ -84,7 +84,7 @@ def vector_to_parameters(vec, parameters):
         )
     start = 0
     for p in parameters:
-        n = p.data.size
-        p.data[...] = vec.data[start : start + n].reshape(p.data.shape)
+        n = p._data.size
+        p._data[...] = vec._data[start : start + n].reshape(p._data.shape)
         p._bump_version()
         start += n

@@ -26,7 +26,7 @@ def scalar_operand(value, other):
     if type(value) is float:
         return (
             value
-            if other.data.dtype.kind == "f"
+            if other._data.dtype.kind == "f"
             else Tensor._wrap(np.array(value, dtype=dtypes.get_default_dtype()))
         )
     if type(value) is int or type(value) is bool:
@@ -39,10 +39,10 @@ def scalar_operand(value, other):
 
 
 def promote_pair(a, b):
-    target = dtypes.promote(a.data, b.data)
-    if a.data.dtype != target:
+    target = dtypes.promote(a._data, b._data)
+    if a._data.dtype != target:
         a = cast(a, target)
-    if b.data.dtype != target:
+    if b._data.dtype != target:
         b = cast(b, target)
     return a, b
 
@@ -72,10 +72,10 @@ def _cast(g, dtype):
 def to(x, dtype):
     """A copy in `dtype` (the same tensor when it already has it), differentiable between floats."""
     dtype = dtypes.as_dtype(dtype)
-    if x.data.dtype == dtype:
+    if x._data.dtype == dtype:
         return x
     if x.requires_grad and dtype.kind != "f":
-        return Tensor._wrap(x.data.astype(dtype))
+        return Tensor._wrap(x._data.astype(dtype))
     return call(TO, (x,), dtype=dtype, source=x.dtype)
 
 
@@ -89,10 +89,10 @@ def binary(op):
 
     def fn(a, b):
         if isinstance(a, Tensor):
-            ad = a.data
+            ad = a._data
             need_a = a.requires_grad
             if isinstance(b, Tensor):
-                bd = b.data
+                bd = b._data
                 if ad.dtype is not bd.dtype and ad.dtype != bd.dtype:
                     return fn(*promote_pair(a, b))
                 need_b = b.requires_grad
@@ -110,7 +110,7 @@ def binary(op):
             a = scalar_operand(a, b)
             if isinstance(a, Tensor):
                 return fn(a, b)
-            ad, bd = a, b.data
+            ad, bd = a, b._data
             need_a, need_b = False, b.requires_grad
         else:
             return fn(as_tensor(a), b)
@@ -142,7 +142,7 @@ def unary(op, real=False):
     def fn(x):
         if not isinstance(x, Tensor):
             x = as_tensor(x)
-        data = x.data
+        data = x._data
         if real and data.dtype.kind != "f":
             data = data.astype(dtypes.get_default_dtype())
         out = forward(data)

@@ -233,8 +233,8 @@ def _max_pool2d(x, kernel, stride, padding, dilation, extra=(0, 0)):
 def _max_pool2d_grad(g, x, out, kernel, stride, padding, dilation, extra=(0, 0)):
     """Each output's gradient goes to the first position in its window (row-major, as PyTorch)
     that holds the maximum."""
-    data = x.data if isinstance(x, Tensor) else x
-    maximum = out.data if isinstance(out, Tensor) else out
+    data = x._data if isinstance(x, Tensor) else x
+    maximum = out._data if isinstance(out, Tensor) else out
     xp = _pool_padded(data, padding, extra)
     offsets, _ = _pool_offsets(xp.shape, kernel, stride, dilation)
     taken = np.zeros(maximum.shape, dtype=bool)

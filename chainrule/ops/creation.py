@@ -205,7 +205,7 @@ def multinomial(input, num_samples, replacement=False, generator=None):  # noqa:
     """`num_samples` category indices per row of the (1-D or 2-D) non-negative weights `input`,
     drawn from the default generator (or `generator`), with or without replacement. Without
     replacement the draws are in the order sequential sampling would give (exponential races)."""
-    weights = np.asarray(input.data if isinstance(input, Tensor) else input, dtype=np.float64)
+    weights = np.asarray(input._data if isinstance(input, Tensor) else input, dtype=np.float64)
     if weights.ndim not in (1, 2):
         raise RuntimeError(f"multinomial: prob_dist must be 1 or 2 dim, got shape {weights.shape}")
     rows = weights.reshape(-1, weights.shape[-1])

@@ -145,9 +145,9 @@ _div = binary(DIV)
 def div(a, b):
     """True division; integer tensors divide in the default float dtype, as in PyTorch."""
     default = dtypes.get_default_dtype()
-    if isinstance(a, Tensor) and a.data.dtype.kind != "f":
+    if isinstance(a, Tensor) and a._data.dtype.kind != "f":
         a = cast(a, default)
-    if isinstance(b, Tensor) and b.data.dtype.kind != "f":
+    if isinstance(b, Tensor) and b._data.dtype.kind != "f":
         b = cast(b, default)
     return _div(a, b)
 
@@ -424,7 +424,7 @@ def where(condition, input, other):  # noqa: A002 - PyTorch's argument names
     mask the input first, `where(x > 0, sqrt(where(x > 0, x, 1)), 0)`, as in PyTorch."""
     condition = as_tensor(condition)
     if condition.dtype != dtypes.bool_:
-        condition = Tensor._wrap(condition.data.astype(bool))
+        condition = Tensor._wrap(condition._data.astype(bool))
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):
         input = as_tensor(input)
     if isinstance(input, Tensor) and isinstance(other, Tensor):

@@ -19,7 +19,7 @@ def _normalize(index):
 
 def _normalize_one(item):
     if isinstance(item, Tensor):
-        return item.data
+        return item._data
     if isinstance(item, list):
         return np.asarray(item)
     return item
@@ -159,8 +159,8 @@ def setitem(x, index, value):
         x.requires_grad or getattr(value, "requires_grad", False)
     )
     if not needs_grad:
-        data = value.data if isinstance(value, Tensor) else value
-        x.data[index] = data
+        data = value._data if isinstance(value, Tensor) else value
+        x._data[index] = data
         x._bump_version()
         return
     if x.grad_fn is None and x.requires_grad:
@@ -172,4 +172,4 @@ def setitem(x, index, value):
         value = as_tensor(np.asarray(value, dtype=x.dtype))
     result = call(INDEX_PUT, (x, value), index=index)
     x._bump_version()
-    x.data, x.grad_fn, x.requires_grad = result.data, result.grad_fn, True
+    x._data, x.grad_fn, x.requires_grad = result._data, result.grad_fn, True

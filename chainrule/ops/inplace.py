@@ -31,12 +31,12 @@ def _rebind(name, x, compute, value=None):
             f"{name} on a leaf tensor that requires grad: an in-place change would be lost to "
             "autograd. Do it under `with cr.no_grad():` (as optimizers do) or on a copy"
         )
-    old = Tensor._wrap(x.data, x.grad_fn)
+    old = Tensor._wrap(x._data, x.grad_fn)
     old._version = x._version
     result = compute(old)
     x._bump_version()
-    data = result.data if value is None else value
-    x.data, x.grad_fn, x.requires_grad = data.astype(x.dtype, copy=False), result.grad_fn, True
+    data = result._data if value is None else value
+    x._data, x.grad_fn, x.requires_grad = data.astype(x.dtype, copy=False), result.grad_fn, True
     return x
 
 
@@ -47,8 +47,8 @@ def _scaled(other, alpha):
 def add_(x, other, alpha=1):
     if _recording(x, other):
         return _rebind("add_", x, lambda old: ew.add(old, _scaled(other, alpha)))
-    o = other.data if isinstance(other, Tensor) else other
-    np.add(x.data, o if alpha == 1 else np.multiply(o, alpha), out=x.data)
+    o = other._data if isinstance(other, Tensor) else other
+    np.add(x._data, o if alpha == 1 else np.multiply(o, alpha), out=x._data)
     x._bump_version()
     return x
 
@@ -56,8 +56,8 @@ def add_(x, other, alpha=1):
 def sub_(x, other, alpha=1):
     if _recording(x, other):
         return _rebind("sub_", x, lambda old: ew.sub(old, _scaled(other, alpha)))
-    o = other.data if isinstance(other, Tensor) else other
-    np.subtract(x.data, o if alpha == 1 else np.multiply(o, alpha), out=x.data)
+    o = other._data if isinstance(other, Tensor) else other
+    np.subtract(x._data, o if alpha == 1 else np.multiply(o, alpha), out=x._data)
     x._bump_version()
     return x
 
@@ -66,7 +66,10 @@ def mul_(x, other):
     if _recording(x, other):
         return _rebind("mul_", x, lambda old: ew.mul(old, other))
     np.multiply(
-        x.data, other.data if isinstance(other, Tensor) else other, out=x.data, casting="same_kind"
+        x._data,
+        other._data if isinstance(other, Tensor) else other,
+        out=x._data,
+        casting="same_kind",
     )
     x._bump_version()
     return x
@@ -76,7 +79,10 @@ def div_(x, other):
     if _recording(x, other):
         return _rebind("div_", x, lambda old: ew.div(old, other))
     np.divide(
-        x.data, other.data if isinstance(other, Tensor) else other, out=x.data, casting="same_kind"
+        x._data,
+        other._data if isinstance(other, Tensor) else other,
+        out=x._data,
+        casting="same_kind",
     )
     x._bump_version()
     return x
@@ -92,15 +98,15 @@ def zero_(x):
 
 def _fill(name, x, value):
     if _recording(x, value):
-        filled = np.full(x.shape, value.data if isinstance(value, Tensor) else value)
+        filled = np.full(x.shape, value._data if isinstance(value, Tensor) else value)
         return _rebind(name, x, lambda old: ew.add(ew.mul(old, 0.0), value), filled)
-    x.data[...] = value.data if isinstance(value, Tensor) else value
+    x._data[...] = value._data if isinstance(value, Tensor) else value
     x._bump_version()
     return x
 
 
 def copy_(x, src):
-    src_data = src.data if isinstance(src, Tensor) else np.asarray(src)
+    src_data = src._data if isinstance(src, Tensor) else np.asarray(src)
     if np.broadcast_shapes(src_data.shape, x.shape) != x.shape:
         raise ValueError(f"copy_: cannot copy shape {src_data.shape} into shape {tuple(x.shape)}")
     if _recording(x, src):
@@ -111,7 +117,7 @@ def copy_(x, src):
             lambda old: to(broadcast_to(src, x.shape), x.dtype) + ew.mul(old, 0.0),
             copied,
         )
-    np.copyto(x.data, src_data, casting="unsafe")
+    np.copyto(x._data, src_data, casting="unsafe")
     x._bump_version()
     return x
 
@@ -119,7 +125,7 @@ def copy_(x, src):
 def clamp_(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
     if _recording(x):
         return _rebind("clamp_", x, lambda old: ew.clamp(old, min, max))
-    np.clip(x.data, -np.inf if min is None else min, np.inf if max is None else max, out=x.data)
+    np.clip(x._data, -np.inf if min is None else min, np.inf if max is None else max, out=x._data)
     x._bump_version()
     return x
 
@@ -135,6 +141,6 @@ def masked_fill_(x, mask, value):
     if _recording(x, value):
         return _rebind("masked_fill_", x, lambda old: ew.masked_fill(old, mask, value))
     filled = ew.masked_fill(x, mask, value)  # checks the mask's and the value's kinds
-    np.copyto(x.data, filled.data)
+    np.copyto(x._data, filled._data)
     x._bump_version()
     return x

@@ -28,7 +28,7 @@ def _dims(x, dim):
 
 
 def _count(x, dims):
-    return x.data.size if dims is None else int(np.prod([x.shape[i] for i in dims]))
+    return x._data.size if dims is None else int(np.prod([x.shape[i] for i in dims]))
 
 
 def _sum(x, dim, keepdim):
@@ -55,7 +55,7 @@ def sum(x, dim=None, keepdim=False, dtype=None):  # noqa: A001 - PyTorch's name
     if dtype is not None:
         x = to(x, dtype)
     elif x.dtype.kind in "bi" and x.dtype != dtypes.int64:
-        x = Tensor._wrap(x.data.astype(dtypes.int64))
+        x = Tensor._wrap(x._data.astype(dtypes.int64))
     return call(SUM, (x,), dim=_dims(x, dim), keepdim=keepdim)
 
 
@@ -189,7 +189,7 @@ AMIN = Op(
 
 
 def _nonempty(name, x):
-    if x.data.size == 0:
+    if x._data.size == 0:
         raise ValueError(f"{name}: cannot reduce an empty tensor of shape {tuple(x.shape)}")
 
 
@@ -259,7 +259,7 @@ def _gather_any(h, dim, index):
 def gather(x, dim, index):
     """`out[i][j] = x[i][index[i][j]]` along `dim` (PyTorch's gather); the gradient scatter-adds."""
     x = as_tensor(x)
-    index = np.asarray(index.data if isinstance(index, Tensor) else index)
+    index = np.asarray(index._data if isinstance(index, Tensor) else index)
     if index.dtype.kind not in "iu":
         raise TypeError(f"gather: index must be an integer tensor, got {index.dtype}")
     if index.ndim != x.ndim:
@@ -280,7 +280,7 @@ def _extreme(name, arg, whole, x, dim, keepdim):
     dim = normalize_dim(dim, x.ndim)
     if x.ndim == 0:
         return MaxMin(x, Tensor._wrap(np.array(0)))
-    indices = np.expand_dims(arg(x.data, axis=dim), dim)
+    indices = np.expand_dims(arg(x._data, axis=dim), dim)
     values = gather(x, dim, indices)
     if not keepdim:
         values = squeeze(values, dim)
@@ -313,13 +313,13 @@ def _arg_dim(x, dim):
 def argmax(x, dim=None, keepdim=False):
     x = as_tensor(x)
     dim = _arg_dim(x, dim)
-    return Tensor._wrap(np.asarray(np.argmax(x.data, axis=dim, keepdims=keepdim), dtype=np.int64))
+    return Tensor._wrap(np.asarray(np.argmax(x._data, axis=dim, keepdims=keepdim), dtype=np.int64))
 
 
 def argmin(x, dim=None, keepdim=False):
     x = as_tensor(x)
     dim = _arg_dim(x, dim)
-    return Tensor._wrap(np.asarray(np.argmin(x.data, axis=dim, keepdims=keepdim), dtype=np.int64))
+    return Tensor._wrap(np.asarray(np.argmin(x._data, axis=dim, keepdims=keepdim), dtype=np.int64))
 
 
 # ---- prod, logsumexp, norm ----------------------------------------------------------------------
@@ -333,7 +333,7 @@ def _prod_rule(g, x, out, dim, keepdim):
     # Without zeros, the product of the others is prod / x (the product recomputed: `out` lacks
     # the reduced axes and is not saved); with zeros, it is multiplied out exactly.
     if isinstance(x, Tensor):
-        if not (x.data == 0).any():
+        if not (x._data == 0).any():
             return xp.unreduce(g, x.shape, dim, keepdim) * (prod(x, dim, True) / x)
         return xp.unreduce(g, x.shape, dim, keepdim) * _product_of_others_recorded(x, dim)
     if not (x == 0).any():
@@ -511,7 +511,7 @@ def cumsum(input, dim, dtype=None):  # noqa: A002 - PyTorch's argument names
     if dtype is not None:
         x = to(x, dtype)
     elif x.dtype.kind in "bi" and x.dtype != dtypes.int64:
-        x = Tensor._wrap(x.data.astype(dtypes.int64))
+        x = Tensor._wrap(x._data.astype(dtypes.int64))
     dim = normalize_dim(dim, x.ndim)
     if x.ndim == 0:  # its dims are 0 and -1, as in PyTorch: a sum of one element
         return reshape(call(CUMSUM, (reshape(x, 1),), dim=0), ())
@@ -542,7 +542,7 @@ def argsort(input, dim=-1, descending=False, stable=False):  # noqa: A002
     if x.ndim == 0:
         return Tensor._wrap(np.array(0, dtype=np.int64))
     dim = normalize_dim(dim, x.ndim)
-    return Tensor._wrap(_sorted_indices(x.data, dim, descending).astype(np.int64))
+    return Tensor._wrap(_sorted_indices(x._data, dim, descending).astype(np.int64))
 
 
 def sort(input, dim=-1, descending=False, stable=False):  # noqa: A002
@@ -552,7 +552,7 @@ def sort(input, dim=-1, descending=False, stable=False):  # noqa: A002
     if x.ndim == 0:
         return Sorted(x, Tensor._wrap(np.array(0, dtype=np.int64)))
     dim = normalize_dim(dim, x.ndim)
-    indices = _sorted_indices(x.data, dim, descending).astype(np.int64)
+    indices = _sorted_indices(x._data, dim, descending).astype(np.int64)
     return Sorted(gather(x, dim, indices), Tensor._wrap(indices))
 
 
@@ -568,7 +568,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True):  # noqa: A002
     if x.ndim == 0:
         return TopK(x, Tensor._wrap(np.array(0, dtype=np.int64)))
     dim = normalize_dim(dim, x.ndim)
-    order = _sorted_indices(x.data, dim, descending=largest)
+    order = _sorted_indices(x._data, dim, descending=largest)
     indices = np.ascontiguousarray(np.moveaxis(np.moveaxis(order, dim, 0)[: int(k)], 0, dim))
     indices = indices.astype(np.int64)
     return TopK(gather(x, dim, indices), Tensor._wrap(indices))

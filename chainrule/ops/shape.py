@@ -31,12 +31,12 @@ RESHAPE = Op(
 
 def reshape(x, *shape):
     shape = _sizes(shape)
-    if x.data.shape == shape:
+    if x._data.shape == shape:
         return x
     size = int(np.prod(shape)) if -1 not in shape else None
-    if size is not None and size != x.data.size:
+    if size is not None and size != x._data.size:
         raise ValueError(
-            f"reshape: cannot view a tensor of shape {tuple(x.shape)} ({x.data.size} elements) "
+            f"reshape: cannot view a tensor of shape {tuple(x.shape)} ({x._data.size} elements) "
             f"as shape {shape} ({size} elements)"
         )
     return call(RESHAPE, (x,), shape=shape)

@@ -85,7 +85,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad.data[...] = 0
+                    p.grad._data[...] = 0
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient; `closure` (re-evaluating and
@@ -106,7 +106,7 @@ class Optimizer:
                 state = self.state.get(p)
                 if state is None:
                     state = self.state[p] = {}
-                self._update(p.data, p.grad.data, state, group)
+                self._update(p._data, p.grad._data, state, group)
                 p._bump_version()
         return loss
 
@@ -165,13 +165,13 @@ class Optimizer:
             for key, value in values.items():
                 if isinstance(value, Tensor) or isinstance(value, np.ndarray):
                     array = np.array(
-                        value.data if isinstance(value, Tensor) else value, dtype=p.data.dtype
+                        value._data if isinstance(value, Tensor) else value, dtype=p._data.dtype
                     )
-                    if array.shape != p.data.shape:
+                    if array.shape != p._data.shape:
                         raise ValueError(
                             f"{name}.load_state_dict: state {key!r} of parameter "
                             f"{index} has shape {array.shape}, the parameter has "
-                            f"{tuple(p.data.shape)}"
+                            f"{tuple(p._data.shape)}"
                         )
                     entry[key] = array
                 else:
