@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties, findfont, get_font
 from matplotlib.patches import Ellipse, FancyArrowPatch, FancyBboxPatch
 from matplotlib.path import Path as MplPath
+from matplotlib.text import Text
 
 VIZ_JS = "viz-global.js"  # @viz-js/viz 3.31.0, MIT; Graphviz (EPL) inside as WebAssembly
 LAYERED_FORMATS = ("svg", "png", "pdf")
@@ -256,15 +257,13 @@ def _draw_node(axes, box, attrs):
             edgecolor=color,
         )
     patch.set_linewidth(float(attrs.get("penwidth", 1)))
-    # add_artist, not add_patch: the limits are set already, and updating them per patch is most
-    # of the time a large drawing takes.
-    axes.add_artist(patch)
+    _add(axes, patch)
     top = y + len(box.lines) * box.line_height / 2
     # One text per run of lines in the same weight (the bold title, then the rest).
     for bold, run in groupby(box.lines, key=lambda line: line[1]):
         run = [text for text, _ in run]
         height = len(run) * box.line_height
-        axes.text(
+        text = Text(
             x,
             top - height / 2,
             "\n".join(run),
@@ -276,7 +275,17 @@ def _draw_node(axes, box, attrs):
             color=attrs.get("fontcolor", "black"),
             family=_FONT,
         )
+        _add(axes, text)
         top -= height
+
+
+def _add(axes, artist):
+    """Draw `artist` in the axes' data coordinates, added to the figure: the axes' own add_artist
+    and text would clip each artist to the axes and update their limits, most of the time a large
+    drawing takes (the limits are set already, and nothing lies outside them)."""
+    artist.set_transform(axes.transData)
+    artist.set_clip_on(False)
+    axes.figure.add_artist(artist)
 
 
 def _draw_edge(axes, source, target, points, label, attrs):
@@ -285,7 +294,8 @@ def _draw_edge(axes, source, target, points, label, attrs):
     route = [source.xy, *points, target.xy]
     route[0] = _outline_point(source, route[1])
     route[-1] = _outline_point(target, route[-2])
-    axes.add_artist(
+    _add(
+        axes,
         FancyArrowPatch(
             path=_smooth(route),
             arrowstyle="-|>",
@@ -294,11 +304,11 @@ def _draw_edge(axes, source, target, points, label, attrs):
             linewidth=width,
             linestyle="--" if attrs.get("style") == "dashed" else "-",
             joinstyle="round",
-        )
+        ),
     )
     if label is not None:
         x, y = label.xy
-        axes.text(
+        text = Text(
             x,
             y - label.h / 2 + 2 * _LABEL_PAD,
             label.lines[0][0],
@@ -308,6 +318,7 @@ def _draw_edge(axes, source, target, points, label, attrs):
             color=attrs.get("fontcolor", color),
             family=_FONT,
         )
+        _add(axes, text)
 
 
 def _smooth(points):
