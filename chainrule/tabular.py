@@ -39,6 +39,7 @@ from .datasets import (
     sorted_labels,
 )
 from .engine.autograd import no_grad
+from .engine.tensor import Tensor
 from .io import CheckpointError
 from .io import load as load_checkpoint
 from .io import save as save_checkpoint
@@ -748,7 +749,7 @@ class _ModelFileCheck:
         return {name: state[name] for name in expected}
 
     def finite_array(self, name, value, shape, layers=None):
-        array = getattr(value, "data", None)
+        array = value._data if isinstance(value, Tensor) else None
         if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
             self.fail(f"{name} is not a floating-point tensor")
         if array.shape != tuple(shape):
@@ -762,7 +763,7 @@ class _ModelFileCheck:
             self.fail("its training history is not a table of losses")
         history = {}
         for key, value in state.items():
-            array = getattr(value, "data", None)
+            array = value._data if isinstance(value, Tensor) else None
             if not isinstance(array, np.ndarray) or array.ndim != 1:
                 self.fail(f"history.{key} is not a list of losses")
             history[key] = array
